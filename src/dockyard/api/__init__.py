@@ -1,0 +1,1 @@
+"""The HTTP edge: the OCI distribution API under /v2/ and its error table."""

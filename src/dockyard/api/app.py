@@ -1,0 +1,53 @@
+"""The application factory: config in, ASGI application out."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from dockyard.api.access_log import AccessLog
+from dockyard.api.catalog import catalog
+from dockyard.api.dispatch import ALL_METHODS, dispatch
+from dockyard.config import Config
+from dockyard.core.registry import Registry
+from dockyard.logs import configure_logging
+from dockyard.metadata.store import SqlMetadataStore, create_db_engine
+from dockyard.storage import open_blob_store
+
+# `dockyard serve` hands the validated config to its worker processes here.
+WORKER_CONFIG_ENV = "_DOCKYARD_WORKER_CONFIG"
+
+
+def build_registry(config: Config) -> Registry:
+    blobs = open_blob_store(config.storage.driver, config.storage_path)
+    metadata = SqlMetadataStore(create_db_engine(config.resolved_database_url))
+    return Registry(blobs, metadata, config.max_manifest_bytes)
+
+
+def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
+    routes = [
+        Route("/v2/", api_version, methods=["GET", "HEAD"]),
+        Route("/v2/_catalog", catalog, methods=["GET"]),
+        Route("/v2/{path:path}", dispatch, methods=ALL_METHODS),
+    ]
+    app = Starlette(routes=routes)
+    app.state.config = config
+    app.state.registry = registry or build_registry(config)
+    return AccessLog(app)
+
+
+async def api_version(request: Request) -> Response:
+    return JSONResponse({})
+
+
+def worker_app() -> ASGIApp:
+    """Entry point for server workers, which read the config `serve` resolved."""
+    config = Config.model_validate(json.loads(os.environ[WORKER_CONFIG_ENV]))
+    configure_logging(config.log_format, config.log_level)
+    return create_app(config)

@@ -1,0 +1,113 @@
+"""GET, HEAD and DELETE /v2/<name>/blobs/<digest>."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from dockyard.api.context import RepositoryRequest
+from dockyard.core.digest import Digest
+from dockyard.core.errors import RangeNotSatisfiable
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _headers(digest: Digest, size: int) -> dict[str, str]:
+    return {
+        "Content-Length": str(size),
+        "Content-Type": "application/octet-stream",
+        "Docker-Content-Digest": str(digest),
+        "ETag": f'"{digest}"',
+        "Accept-Ranges": "bytes",
+        # Content under a digest never changes.
+        "Cache-Control": "max-age=31536000",
+    }
+
+
+async def head(ctx: RepositoryRequest) -> Response:
+    digest = Digest.parse(ctx.target)
+    size = await ctx.registry.stat_blob(ctx.name, digest)
+    return Response(status_code=200, headers=_headers(digest, size))
+
+
+async def get(ctx: RepositoryRequest) -> Response:
+    digest = Digest.parse(ctx.target)
+    size = await ctx.registry.stat_blob(ctx.name, digest)
+    headers = _headers(digest, size)
+
+    requested = ctx.request.headers.get("range")
+    byte_range = parse_range(requested, size) if requested else None
+    if byte_range is None:
+        return await _whole(ctx, digest, headers)
+
+    start, end = byte_range
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    body = ctx.registry.read_blob(digest, start, end - start + 1)
+    return StreamingResponse(body, status_code=206, headers=headers)
+
+
+async def _whole(ctx: RepositoryRequest, digest: Digest, headers: dict) -> Response:
+    path = ctx.registry.blob_file(digest)
+    if path is None:
+        return StreamingResponse(ctx.registry.read_blob(digest), headers=headers)
+
+    # The file is sent by the server itself (ASGI pathsend) when it can.
+    return FileResponse(
+        path,
+        headers=headers,
+        media_type="application/octet-stream",
+        stat_result=os.stat(path),
+    )
+
+
+async def delete(ctx: RepositoryRequest) -> Response:
+    digest = Digest.parse(ctx.target)
+    await ctx.registry.delete_blob(ctx.name, digest)
+    return Response(status_code=202, headers={"Content-Length": "0"})
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One byte range as (first, last), inclusive; None to send the whole blob.
+
+    Several ranges are answered with the whole blob, which HTTP allows; a
+    malformed or unsatisfiable range raises `RangeNotSatisfiable`.
+    """
+    header = header.strip()
+    if "," in header:
+        return None
+    match = _RANGE.match(header)
+    if match is None or match.groups() == ("", ""):
+        raise RangeNotSatisfiable(
+            f"malformed Range {header!r}: expected bytes=FIRST-LAST, bytes=FIRST- "
+            "or bytes=-SUFFIX",
+            size,
+        )
+
+    first, last = match.groups()
+    if first == "":
+        length = int(last)
+        if length == 0 or size == 0:
+            raise _unsatisfiable(header, size)
+        return max(size - length, 0), size - 1
+
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start:
+        raise RangeNotSatisfiable(
+            f"malformed Range {header!r}: last before first", size
+        )
+    if start >= size:
+        raise _unsatisfiable(header, size)
+    return start, min(end, size - 1)
+
+
+def _unsatisfiable(header: str, size: int) -> RangeNotSatisfiable:
+    return RangeNotSatisfiable(
+        f"Range {header!r} is outside the blob, which is {size} bytes", size
+    )
+
+
+HANDLERS = {"GET": get, "HEAD": head, "DELETE": delete}

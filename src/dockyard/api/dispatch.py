@@ -1,0 +1,82 @@
+"""The one dispatcher for /v2/<name>/...: parse, validate the name, route.
+
+Repository names contain slashes, so the path is matched from its right end:
+the last `/manifests/`, `/blobs/`, `/blobs/uploads/` or `/tags/` segment
+splits the name from the target. Domain errors raised by any handler become
+spec error responses here, and nothing else escapes as a bare 500.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dockyard.api import blobs, manifests, tags, uploads
+from dockyard.api.context import Handler, RepositoryRequest
+from dockyard.api.errors import (
+    error_response,
+    registry_error_response,
+    unexpected_error_response,
+)
+from dockyard.core.errors import RegistryError
+from dockyard.core.names import check_name
+
+_PATH = re.compile(
+    r"^/v2/(?P<name>.+)/(?P<resource>manifests|blobs/uploads|blobs|tags)"
+    r"/(?P<target>[^/]*)$"
+)
+
+RESOURCES: Mapping[str, Mapping[str, Handler]] = {
+    "manifests": manifests.HANDLERS,
+    "blobs": blobs.HANDLERS,
+    "blobs/uploads": uploads.HANDLERS,
+    "tags": tags.HANDLERS,
+}
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+async def dispatch(request: Request) -> Response:
+    match = _PATH.match(request.url.path)
+    if match is None:
+        return _not_found(request)
+
+    resource, target = match["resource"], match["target"]
+    handlers = RESOURCES[resource]
+    handler = handlers.get(request.method)
+    if handler is None:
+        allowed = ", ".join(handlers)
+        return error_response(
+            "UNSUPPORTED",
+            405,
+            f"{request.method} is not supported on {resource}; use {allowed}",
+            headers={"Allow": allowed},
+        )
+
+    log_fields(request)["repository"] = match["name"]
+    log_fields(request)["reference"] = target or None
+    try:
+        name = check_name(match["name"])
+        context = RepositoryRequest(request, request.app.state.registry, name, target)
+        return await handler(context)
+    except RegistryError as exc:
+        return registry_error_response(exc)
+    except Exception as exc:
+        return unexpected_error_response(exc, f"{request.method} {request.url.path}")
+
+
+def log_fields(request: Request) -> dict[str, object]:
+    """Fields the access log adds to this request's line."""
+    fields: dict[str, object] = request.scope.setdefault("dockyard.log", {})
+    return fields
+
+
+def _not_found(request: Request) -> Response:
+    return error_response(
+        "UNSUPPORTED",
+        404,
+        f"no such endpoint: {request.method} {request.url.path}",
+    )

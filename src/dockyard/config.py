@@ -1,0 +1,139 @@
+"""Dockyard's one typed configuration.
+
+Values come, lowest priority first, from the defaults here, a YAML file,
+`DOCKYARD_*` environment variables (`DOCKYARD_STORAGE__DRIVER` for nested
+keys) and command-line flags. Any bad value stops start-up with a message that
+names the key and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dockyard.core.manifest import DEFAULT_MAX_MANIFEST_BYTES
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class StorageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    driver: Literal["filesystem"] = "filesystem"
+    # Defaults to `<data_dir>/storage`.
+    path: Path | None = None
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    listen: str = "127.0.0.1:5000"
+    data_dir: Path = Path("dockyard-data")
+    # Defaults to SQLite in `<data_dir>/dockyard.db`.
+    database_url: str | None = None
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    # 0 picks one worker per CPU core.
+    workers: int = Field(default=0, ge=0, le=64)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_manifest_bytes: int = Field(default=DEFAULT_MAX_MANIFEST_BYTES, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir.absolute() / 'dockyard.db'}"
+
+    @property
+    def storage_path(self) -> Path:
+        return (self.storage.path or self.data_dir / "storage").absolute()
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into its parts; ValueError says what is wrong."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT, for example 127.0.0.1:5000")
+    return host.strip("[]"), int(port)
+
+
+def load_config(file: Path | None = None, **overrides: Any) -> Config:
+    """Build the config from file, environment and overrides (None is unset)."""
+    values = _read_file(file) if file else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        # Init values outrank the environment in pydantic-settings, so file
+        # values go in as defaults and only the overrides as init values.
+        config_class = _with_file_defaults(values, set(overrides))
+        return config_class(**{k: v for k, v in values.items() if k in overrides})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _read_file(file: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {file} must hold a mapping of keys to values")
+    return data
+
+
+def _with_file_defaults(values: dict[str, Any], overridden: set[str]) -> type[Config]:
+    file_values = {k: v for k, v in values.items() if k not in overridden}
+    if not file_values:
+        return Config
+
+    class FileConfig(Config):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: Any, init_settings: Any, env_settings: Any, **_: Any
+        ) -> tuple[Any, ...]:
+            return (init_settings, env_settings, lambda: file_values)
+
+    return FileConfig
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        value = error.get("input")
+        if error["type"] == "extra_forbidden":
+            lines.append(f"unknown config key {key!r}")
+        else:
+            reason = error["msg"].removeprefix("Value error, ")
+            lines.append(f"config key {key!r} has bad value {value!r}: {reason}")
+    return "; ".join(lines)

@@ -1,0 +1,140 @@
+"""The interfaces the registry operations need from storage and metadata.
+
+Drivers implement these; `Registry` depends only on them, so the same
+operations run on a filesystem and SQLite or on S3 and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from dockyard.core.digest import Digest
+
+
+class BlobStore(Protocol):
+    """Content-addressed blobs plus the staging area of open uploads.
+
+    A blob exists in the store only once its bytes are durable and verified:
+    `commit_upload` moves staged bytes in atomically, so readers never see a
+    partial blob.
+    """
+
+    async def stat(self, digest: Digest) -> int | None:
+        """The blob's size, or None when the store does not hold it."""
+
+    def local_path(self, digest: Digest) -> Path | None:
+        """A file the server may send directly, if the driver has one."""
+
+    def read(
+        self, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream `length` bytes (or the rest) of a blob from `offset`."""
+
+    async def delete(self, digest: Digest) -> None: ...
+
+    def list(self) -> AsyncIterator[Digest]: ...
+
+    async def create_upload(self, upload_id: str) -> None: ...
+
+    async def upload_size(self, upload_id: str) -> int | None:
+        """Bytes staged so far, or None when the upload has no staging area."""
+
+    async def append_upload(
+        self, upload_id: str, offset: int, chunks: AsyncIterable[bytes]
+    ) -> int:
+        """Append a stream at `offset`, which must be the staged size.
+
+        Raises `UploadOffsetMismatch` without writing when it is not. Returns
+        the new staged size. Bytes received before a failure stay staged.
+        """
+
+    def read_upload(self, upload_id: str) -> AsyncIterator[bytes]: ...
+
+    async def commit_upload(self, upload_id: str, digest: Digest) -> None:
+        """Make the staged bytes durable and visible as blob `digest`."""
+
+    async def cancel_upload(self, upload_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    upload_id: str
+    repository: str
+    algorithm: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: Digest
+    media_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewManifest:
+    """A verified manifest ready to store, with what it references."""
+
+    digest: Digest
+    media_type: str
+    content: bytes
+    artifact_type: str | None
+    subject: Digest | None
+    blobs: Sequence[Digest]
+    children: Sequence[Digest]
+
+
+class MetadataStore(Protocol):
+    """Repositories, the blobs linked into them, manifests, tags and uploads."""
+
+    async def repository_exists(self, name: str) -> bool: ...
+
+    async def linked_blob_size(self, repository: str, digest: Digest) -> int | None:
+        """The blob's size if it is linked into the repository."""
+
+    async def blob_size(self, digest: Digest) -> int | None:
+        """The blob's size if any repository holds it."""
+
+    async def link_blob(self, repository: str, digest: Digest, size: int) -> None: ...
+
+    async def unlink_blob(self, repository: str, digest: Digest) -> bool: ...
+
+    async def create_upload(self, record: UploadRecord) -> None: ...
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None: ...
+
+    async def delete_upload(self, upload_id: str) -> None: ...
+
+    async def missing_blobs(
+        self, repository: str, digests: Sequence[Digest]
+    ) -> list[Digest]: ...
+
+    async def missing_manifests(
+        self, repository: str, digests: Sequence[Digest]
+    ) -> list[Digest]: ...
+
+    async def put_manifest(
+        self, repository: str, manifest: NewManifest, tags: Sequence[str]
+    ) -> None:
+        """Store the manifest (once per repository) and point the tags at it."""
+
+    async def get_manifest(
+        self, repository: str, reference: str | Digest
+    ) -> StoredManifest | None: ...
+
+    async def delete_manifest(self, repository: str, digest: Digest) -> bool:
+        """Delete the manifest and every tag pointing at it."""
+
+    async def delete_tag(self, repository: str, tag: str) -> bool: ...
+
+    async def list_tags(
+        self, repository: str, limit: int | None, last: str | None
+    ) -> list[str]: ...
+
+    async def list_repositories(
+        self, limit: int | None, last: str | None
+    ) -> list[str]: ...

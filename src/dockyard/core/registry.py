@@ -1,0 +1,336 @@
+"""The registry operations: push and pull blobs, put and resolve manifests.
+
+`Registry` joins a `BlobStore` and a `MetadataStore`. Every check the spec asks
+for happens here, so each HTTP handler only translates a request into one call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dockyard.core import errors
+from dockyard.core.digest import Digest, new_hasher
+from dockyard.core.manifest import DEFAULT_MAX_MANIFEST_BYTES, parse_manifest
+from dockyard.core.names import check_name, check_tag
+from dockyard.core.ports import (
+    BlobStore,
+    MetadataStore,
+    NewManifest,
+    StoredManifest,
+    UploadRecord,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    upload_id: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    digest: Digest
+    subject: Digest | None
+
+
+class _RunningHashes:
+    """Hash state of uploads whose bytes this process has seen in order.
+
+    Hash state cannot be saved, and the next chunk of an upload may reach
+    another worker or come after a restart. When the state here does not end
+    exactly at the staged size, `finish_upload` hashes the staged bytes again.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._states: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self._capacity = capacity
+
+    def take(self, upload_id: str, offset: int, algorithm: str) -> Any | None:
+        state = self._states.pop(upload_id, None)
+        if state is not None and state[0] == offset and state[1].name == algorithm:
+            return state[1]
+        if offset == 0:
+            return new_hasher(algorithm)
+        return None
+
+    def keep(self, upload_id: str, offset: int, hasher: Any) -> None:
+        self._states[upload_id] = (offset, hasher)
+        if len(self._states) > self._capacity:
+            self._states.popitem(last=False)
+
+    def forget(self, upload_id: str) -> None:
+        self._states.pop(upload_id, None)
+
+
+class Registry:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        metadata: MetadataStore,
+        max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES,
+    ) -> None:
+        self.blobs = blobs
+        self.metadata = metadata
+        self.max_manifest_bytes = max_manifest_bytes
+        self._hashes = _RunningHashes()
+
+    # Blobs
+
+    async def stat_blob(self, repository: str, digest: Digest) -> int:
+        """The size of a blob linked into the repository, else `BlobUnknown`."""
+        size = await self.metadata.linked_blob_size(repository, digest)
+        if size is None:
+            raise errors.BlobUnknown(f"blob {digest} is not in repository {repository}")
+        return size
+
+    def read_blob(
+        self, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        return self.blobs.read(digest, offset, length)
+
+    def blob_file(self, digest: Digest) -> Path | None:
+        """A local file holding the blob, for servers that can send files."""
+        return self.blobs.local_path(digest)
+
+    async def delete_blob(self, repository: str, digest: Digest) -> None:
+        if not await self.metadata.unlink_blob(repository, digest):
+            raise errors.BlobUnknown(f"blob {digest} is not in repository {repository}")
+
+    async def mount_blob(self, repository: str, digest: Digest, source: str) -> bool:
+        """Link a blob from `source` without copying; False if it is not there."""
+        size = await self.metadata.linked_blob_size(source, digest)
+        if size is None or await self.blobs.stat(digest) is None:
+            return False
+        await self.metadata.link_blob(repository, digest, size)
+        return True
+
+    # Uploads
+
+    async def start_upload(self, repository: str, algorithm: str = "sha256") -> str:
+        check_name(repository)
+        new_hasher(algorithm)
+        upload_id = str(uuid.uuid4())
+
+        await self.blobs.create_upload(upload_id)
+        record = UploadRecord(upload_id, repository, algorithm, datetime.now(UTC))
+        await self.metadata.create_upload(record)
+        return upload_id
+
+    async def upload_status(self, repository: str, upload_id: str) -> UploadStatus:
+        await self._upload(repository, upload_id)
+        return UploadStatus(upload_id, await self._staged_size(upload_id))
+
+    async def append_upload(
+        self,
+        repository: str,
+        upload_id: str,
+        chunks: AsyncIterable[bytes],
+        start: int | None = None,
+    ) -> UploadStatus:
+        """Append a chunk; `start`, when given, must equal the bytes staged."""
+        record = await self._upload(repository, upload_id)
+        size = await self._staged_size(upload_id)
+        if start is not None and start != size:
+            raise errors.UploadOffsetMismatch(
+                f"chunk starts at byte {start} but the upload holds {size} bytes; "
+                f"send the chunk starting at {size}",
+                size,
+            )
+
+        hasher = self._hashes.take(upload_id, size, record.algorithm)
+        if hasher is not None:
+            chunks = _hashing(chunks, hasher)
+        size = await self.blobs.append_upload(upload_id, size, chunks)
+        if hasher is not None:
+            self._hashes.keep(upload_id, size, hasher)
+        return UploadStatus(upload_id, size)
+
+    async def finish_upload(
+        self,
+        repository: str,
+        upload_id: str,
+        digest: Digest,
+        chunks: AsyncIterable[bytes] | None = None,
+        start: int | None = None,
+    ) -> int:
+        """Append the last chunk, verify the digest and store the blob.
+
+        On a digest mismatch the upload is cancelled and nothing is kept.
+        Returns the blob's size.
+        """
+        if chunks is not None:
+            await self.append_upload(repository, upload_id, chunks, start)
+        else:
+            await self._upload(repository, upload_id)
+        size = await self._staged_size(upload_id)
+
+        actual = await self._staged_digest(upload_id, size, digest.algorithm)
+        if actual != digest:
+            await self.cancel_upload(repository, upload_id)
+            raise errors.DigestInvalid(
+                f"digest {digest} does not match the uploaded content ({actual}, "
+                f"{size} bytes); the upload was discarded"
+            )
+
+        await self.blobs.commit_upload(upload_id, digest)
+        await self.metadata.link_blob(repository, digest, size)
+        await self.metadata.delete_upload(upload_id)
+        return size
+
+    async def push_blob(
+        self, repository: str, digest: Digest, chunks: AsyncIterable[bytes]
+    ) -> int:
+        """A whole blob in one request: upload, verify, store, or keep nothing."""
+        upload_id = await self.start_upload(repository, digest.algorithm)
+        try:
+            return await self.finish_upload(repository, upload_id, digest, chunks)
+        except BaseException:
+            await self._discard(upload_id)
+            raise
+
+    async def cancel_upload(self, repository: str, upload_id: str) -> None:
+        await self._upload(repository, upload_id)
+        await self._discard(upload_id)
+
+    async def _discard(self, upload_id: str) -> None:
+        self._hashes.forget(upload_id)
+        await self.blobs.cancel_upload(upload_id)
+        await self.metadata.delete_upload(upload_id)
+
+    async def _upload(self, repository: str, upload_id: str) -> UploadRecord:
+        record = await self.metadata.get_upload(upload_id)
+        if record is None or record.repository != repository:
+            raise errors.UploadUnknown(
+                f"upload {upload_id} is unknown to repository {repository}; "
+                "it may have finished, been cancelled or expired"
+            )
+        return record
+
+    async def _staged_size(self, upload_id: str) -> int:
+        size = await self.blobs.upload_size(upload_id)
+        if size is None:
+            raise errors.UploadUnknown(f"upload {upload_id} has no data area")
+        return size
+
+    async def _staged_digest(self, upload_id: str, size: int, algorithm: str) -> Digest:
+        hasher = self._hashes.take(upload_id, size, algorithm)
+        self._hashes.forget(upload_id)
+        if hasher is None or size == 0:
+            hasher = new_hasher(algorithm)
+            async for chunk in self.blobs.read_upload(upload_id):
+                hasher.update(chunk)
+        return Digest.from_hasher(hasher)
+
+    # Manifests
+
+    async def put_manifest(
+        self,
+        repository: str,
+        reference: str | Digest,
+        body: bytes,
+        content_type: str | None,
+        extra_tags: Sequence[str] = (),
+    ) -> PutResult:
+        """Verify and store a manifest under a tag or its digest."""
+        check_name(repository)
+        if len(body) > self.max_manifest_bytes:
+            raise errors.ManifestTooLarge(
+                f"manifest is {len(body)} bytes; the limit is {self.max_manifest_bytes}"
+            )
+        digest = self._manifest_digest(reference, body)
+        tags = [check_tag(t) for t in extra_tags]
+        if isinstance(reference, str):
+            tags.insert(0, reference)
+
+        manifest = parse_manifest(body, content_type)
+        await self._check_references(repository, manifest.required_blobs, "blob")
+        await self._check_references(repository, manifest.children, "manifest")
+
+        subject = manifest.subject.digest if manifest.subject else None
+        record = NewManifest(
+            digest=digest,
+            media_type=manifest.media_type,
+            content=body,
+            artifact_type=manifest.artifact_type or manifest.config_media_type,
+            subject=subject,
+            blobs=[d.digest for d in manifest.blobs],
+            children=[d.digest for d in manifest.children],
+        )
+        await self.metadata.put_manifest(repository, record, tags)
+        return PutResult(digest, subject)
+
+    def _manifest_digest(self, reference: str | Digest, body: bytes) -> Digest:
+        if not isinstance(reference, Digest):
+            return Digest.of(body)
+
+        actual = Digest.of(body, reference.algorithm)
+        if actual != reference:
+            raise errors.DigestInvalid(
+                f"manifest digest is {actual}, not {reference} as the reference says"
+            )
+        return actual
+
+    async def _check_references(
+        self, repository: str, descriptors: Sequence[Any], kind: str
+    ) -> None:
+        digests = [d.digest for d in descriptors]
+        if not digests:
+            return
+        if kind == "blob":
+            missing = await self.metadata.missing_blobs(repository, digests)
+        else:
+            missing = await self.metadata.missing_manifests(repository, digests)
+        if missing:
+            shown = ", ".join(str(d) for d in missing[:5])
+            raise errors.ManifestBlobUnknown(
+                f"manifest references {kind}s not in repository {repository}: "
+                f"{shown}; push them first",
+                {"digests": [str(d) for d in missing]},
+            )
+
+    async def get_manifest(
+        self, repository: str, reference: str | Digest
+    ) -> StoredManifest:
+        manifest = await self.metadata.get_manifest(repository, reference)
+        if manifest is None:
+            raise errors.ManifestUnknown(
+                f"manifest {reference} is not in repository {repository}"
+            )
+        return manifest
+
+    async def delete_manifest(self, repository: str, reference: str | Digest) -> None:
+        """By digest: the manifest and its tags. By tag: only the tag."""
+        if isinstance(reference, Digest):
+            deleted = await self.metadata.delete_manifest(repository, reference)
+        else:
+            deleted = await self.metadata.delete_tag(repository, reference)
+        if not deleted:
+            raise errors.ManifestUnknown(
+                f"manifest {reference} is not in repository {repository}"
+            )
+
+    # Listings
+
+    async def check_repository(self, repository: str) -> None:
+        if not await self.metadata.repository_exists(repository):
+            raise errors.NameUnknown(f"repository {repository} is not known")
+
+    async def list_tags(
+        self, repository: str, limit: int | None, last: str | None
+    ) -> list[str]:
+        return await self.metadata.list_tags(repository, limit, last)
+
+    async def list_repositories(self, limit: int | None, last: str | None) -> list[str]:
+        return await self.metadata.list_repositories(limit, last)
+
+
+async def _hashing(chunks: AsyncIterable[bytes], hasher: Any) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        hasher.update(chunk)
+        yield chunk

@@ -1,0 +1,21 @@
+"""Bring a database's schema up to date with Alembic."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "dockyard.metadata:migrations")
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every migration not yet applied; safe to run at each start."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

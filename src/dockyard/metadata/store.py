@@ -1,0 +1,372 @@
+"""`MetadataStore` on SQLAlchemy Core, for SQLite and PostgreSQL alike.
+
+Queries run synchronously on a worker thread; each public method is one short
+transaction. On SQLite, writes begin with `BEGIN IMMEDIATE` so that concurrent
+writers from several server processes queue on the busy timeout instead of
+failing when a read lock cannot be upgraded.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Connection, create_engine, event, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from dockyard.core.digest import Digest
+from dockyard.core.ports import NewManifest, StoredManifest, UploadRecord
+from dockyard.metadata.schema import (
+    blobs,
+    manifest_blobs,
+    manifest_children,
+    manifests,
+    repositories,
+    repository_blobs,
+    tags,
+    uploads,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _in_thread(
+    method: Callable[P, R],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    @functools.wraps(method)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        call = functools.partial(method, *args, **kwargs)
+        return await anyio.to_thread.run_sync(call)
+
+    return run
+
+
+def create_db_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so `on_begin` decides.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        writing = connection.get_execution_options().get("writing", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlMetadataStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
+        self._insert = dialect.insert
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection:
+            connection = connection.execution_options(writing=True)
+            with connection.begin():
+                yield connection
+
+    def _repository_id(self, connection: Connection, name: str) -> int | None:
+        query = select(repositories.c.id).where(repositories.c.name == name)
+        return connection.scalar(query)
+
+    def _ensure_repository(self, connection: Connection, name: str) -> int:
+        statement = self._insert(repositories).values(name=name, created_at=_now())
+        connection.execute(statement.on_conflict_do_nothing())
+        repository_id = self._repository_id(connection, name)
+        assert repository_id is not None
+        return repository_id
+
+    # Repositories and blobs
+
+    @_in_thread
+    def repository_exists(self, name: str) -> bool:
+        with self._reading() as connection:
+            return self._repository_id(connection, name) is not None
+
+    @_in_thread
+    def linked_blob_size(self, repository: str, digest: Digest) -> int | None:
+        query = (
+            select(blobs.c.size)
+            .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
+            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+            .where(repositories.c.name == repository, blobs.c.digest == str(digest))
+        )
+        with self._reading() as connection:
+            return connection.scalar(query)
+
+    @_in_thread
+    def blob_size(self, digest: Digest) -> int | None:
+        query = select(blobs.c.size).where(blobs.c.digest == str(digest))
+        with self._reading() as connection:
+            return connection.scalar(query)
+
+    @_in_thread
+    def link_blob(self, repository: str, digest: Digest, size: int) -> None:
+        now = _now()
+        blob = self._insert(blobs).values(digest=str(digest), size=size, created_at=now)
+        with self._writing() as connection:
+            repository_id = self._ensure_repository(connection, repository)
+            connection.execute(blob.on_conflict_do_nothing())
+            link = self._insert(repository_blobs).values(
+                repository_id=repository_id, digest=str(digest), linked_at=now
+            )
+            connection.execute(link.on_conflict_do_nothing())
+
+    @_in_thread
+    def unlink_blob(self, repository: str, digest: Digest) -> bool:
+        with self._writing() as connection:
+            repository_id = self._repository_id(connection, repository)
+            statement = repository_blobs.delete().where(
+                repository_blobs.c.repository_id == repository_id,
+                repository_blobs.c.digest == str(digest),
+            )
+            return connection.execute(statement).rowcount > 0
+
+    @_in_thread
+    def missing_blobs(self, repository: str, digests: Sequence[Digest]) -> list[Digest]:
+        wanted = {str(d) for d in digests}
+        query = (
+            select(repository_blobs.c.digest)
+            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+            .where(
+                repositories.c.name == repository,
+                repository_blobs.c.digest.in_(wanted),
+            )
+        )
+        with self._reading() as connection:
+            present = set(connection.scalars(query))
+        return [d for d in dict.fromkeys(digests) if str(d) not in present]
+
+    # Uploads
+
+    @_in_thread
+    def create_upload(self, record: UploadRecord) -> None:
+        with self._writing() as connection:
+            connection.execute(
+                uploads.insert().values(
+                    id=record.upload_id,
+                    repository=record.repository,
+                    algorithm=record.algorithm,
+                    created_at=record.created_at,
+                )
+            )
+
+    @_in_thread
+    def get_upload(self, upload_id: str) -> UploadRecord | None:
+        query = select(uploads).where(uploads.c.id == upload_id)
+        with self._reading() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        return UploadRecord(row.id, row.repository, row.algorithm, row.created_at)
+
+    @_in_thread
+    def delete_upload(self, upload_id: str) -> None:
+        with self._writing() as connection:
+            connection.execute(uploads.delete().where(uploads.c.id == upload_id))
+
+    # Manifests and tags
+
+    @_in_thread
+    def missing_manifests(
+        self, repository: str, digests: Sequence[Digest]
+    ) -> list[Digest]:
+        wanted = {str(d) for d in digests}
+        query = (
+            select(manifests.c.digest)
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(repositories.c.name == repository, manifests.c.digest.in_(wanted))
+        )
+        with self._reading() as connection:
+            present = set(connection.scalars(query))
+        return [d for d in dict.fromkeys(digests) if str(d) not in present]
+
+    @_in_thread
+    def put_manifest(
+        self, repository: str, manifest: NewManifest, tag_names: Sequence[str]
+    ) -> None:
+        with self._writing() as connection:
+            repository_id = self._ensure_repository(connection, repository)
+            manifest_id = self._insert_manifest(connection, repository_id, manifest)
+            for name in tag_names:
+                self._point_tag(connection, repository_id, name, manifest_id)
+
+    def _insert_manifest(
+        self, connection: Connection, repository_id: int, manifest: NewManifest
+    ) -> int:
+        statement = self._insert(manifests).values(
+            repository_id=repository_id,
+            digest=str(manifest.digest),
+            media_type=manifest.media_type,
+            artifact_type=manifest.artifact_type,
+            subject=str(manifest.subject) if manifest.subject else None,
+            content=manifest.content,
+            pushed_at=_now(),
+        )
+        inserted = connection.execute(
+            statement.on_conflict_do_nothing().returning(manifests.c.id)
+        ).scalar()
+        if inserted is None:
+            # Pushed before, or by a concurrent identical PUT: same bytes.
+            existing = select(manifests.c.id).where(
+                manifests.c.repository_id == repository_id,
+                manifests.c.digest == str(manifest.digest),
+            )
+            manifest_id: int = connection.scalar(existing)
+            return manifest_id
+
+        self._insert_references(connection, manifest_blobs, inserted, manifest.blobs)
+        self._insert_references(
+            connection, manifest_children, inserted, manifest.children
+        )
+        return int(inserted)
+
+    def _insert_references(
+        self,
+        connection: Connection,
+        table: Any,
+        manifest_id: int,
+        digests: Sequence[Digest],
+    ) -> None:
+        rows = [
+            {"manifest_id": manifest_id, "digest": str(d)}
+            for d in dict.fromkeys(digests)
+        ]
+        if rows:
+            connection.execute(table.insert(), rows)
+
+    def _point_tag(
+        self, connection: Connection, repository_id: int, name: str, manifest_id: int
+    ) -> None:
+        now = _now()
+        statement = self._insert(tags).values(
+            repository_id=repository_id,
+            name=name,
+            manifest_id=manifest_id,
+            updated_at=now,
+        )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[tags.c.repository_id, tags.c.name],
+                set_={"manifest_id": manifest_id, "updated_at": now},
+            )
+        )
+
+    @_in_thread
+    def get_manifest(
+        self, repository: str, reference: str | Digest
+    ) -> StoredManifest | None:
+        columns = (manifests.c.digest, manifests.c.media_type, manifests.c.content)
+        query = select(*columns).join(
+            repositories, repositories.c.id == manifests.c.repository_id
+        )
+        if isinstance(reference, Digest):
+            query = query.where(manifests.c.digest == str(reference))
+        else:
+            query = query.join(tags, tags.c.manifest_id == manifests.c.id).where(
+                tags.c.name == reference
+            )
+        query = query.where(repositories.c.name == repository)
+
+        with self._reading() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        return StoredManifest(Digest.parse(row.digest), row.media_type, row.content)
+
+    @_in_thread
+    def delete_manifest(self, repository: str, digest: Digest) -> bool:
+        with self._writing() as connection:
+            repository_id = self._repository_id(connection, repository)
+            manifest_id = connection.scalar(
+                select(manifests.c.id).where(
+                    manifests.c.repository_id == repository_id,
+                    manifests.c.digest == str(digest),
+                )
+            )
+            if manifest_id is None:
+                return False
+            connection.execute(tags.delete().where(tags.c.manifest_id == manifest_id))
+            for table in (manifest_blobs, manifest_children):
+                connection.execute(
+                    table.delete().where(table.c.manifest_id == manifest_id)
+                )
+            connection.execute(manifests.delete().where(manifests.c.id == manifest_id))
+            return True
+
+    @_in_thread
+    def delete_tag(self, repository: str, tag: str) -> bool:
+        with self._writing() as connection:
+            repository_id = self._repository_id(connection, repository)
+            statement = tags.delete().where(
+                tags.c.repository_id == repository_id, tags.c.name == tag
+            )
+            return connection.execute(statement).rowcount > 0
+
+    # Listings
+
+    @_in_thread
+    def list_tags(
+        self, repository: str, limit: int | None, last: str | None
+    ) -> list[str]:
+        name = self._ordered(tags.c.name)
+        query = (
+            select(tags.c.name)
+            .join(repositories, repositories.c.id == tags.c.repository_id)
+            .where(repositories.c.name == repository)
+            .order_by(name)
+            .limit(limit)
+        )
+        if last is not None:
+            query = query.where(name > last)
+        with self._reading() as connection:
+            return list(connection.scalars(query))
+
+    @_in_thread
+    def list_repositories(self, limit: int | None, last: str | None) -> list[str]:
+        name = self._ordered(repositories.c.name)
+        has_manifest = exists().where(manifests.c.repository_id == repositories.c.id)
+        query = (
+            select(repositories.c.name).where(has_manifest).order_by(name).limit(limit)
+        )
+        if last is not None:
+            query = query.where(name > last)
+        with self._reading() as connection:
+            return list(connection.scalars(query))
+
+    def _ordered(self, column: Any) -> Any:
+        # The spec's lexical order is byte order; PostgreSQL would otherwise
+        # sort by the database's locale.
+        if self.engine.dialect.name == "postgresql":
+            return column.collate("C")
+        return column

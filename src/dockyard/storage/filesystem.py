@@ -1,0 +1,184 @@
+"""Blobs as files in a content-addressed tree on a local filesystem.
+
+The layout under the root::
+
+    blobs/<algorithm>/<first two hex>/<hex>   verified blob bytes, read-only
+    uploads/<upload id>                        bytes staged by an open upload
+
+A blob file appears only by `rename` of a staged file that was flushed to disk
+and whose digest was verified, so a crash at any moment leaves either no blob
+file or a whole one. A staged file's size is the upload's offset: bytes that
+reached it before a crash or a broken connection count as received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+
+import anyio.to_thread
+
+from dockyard.core.digest import Digest
+from dockyard.core.errors import UploadInvalid, UploadOffsetMismatch, UploadUnknown
+
+# Large enough that a 256 MiB push is a few hundred writes, small enough that
+# many concurrent transfers stay within a modest memory budget.
+BUFFER_SIZE = 1024 * 1024
+
+
+class FilesystemBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._blobs = root / "blobs"
+        self._uploads = root / "uploads"
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._uploads.mkdir(parents=True, exist_ok=True)
+
+    def _blob_path(self, digest: Digest) -> Path:
+        return self._blobs / digest.algorithm / digest.encoded[:2] / digest.encoded
+
+    def _upload_path(self, upload_id: str) -> Path:
+        # Upload ids are UUIDs generated here; refuse anything that could
+        # escape the uploads folder even so.
+        if not upload_id or "/" in upload_id or upload_id.startswith("."):
+            raise UploadUnknown(f"upload {upload_id!r} is unknown")
+        return self._uploads / upload_id
+
+    # Blobs
+
+    async def stat(self, digest: Digest) -> int | None:
+        try:
+            return self._blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def local_path(self, digest: Digest) -> Path | None:
+        return self._blob_path(digest)
+
+    async def read(
+        self, digest: Digest, offset: int = 0, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        async for chunk in _read_file(self._blob_path(digest), offset, length):
+            yield chunk
+
+    async def delete(self, digest: Digest) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._blob_path(digest).unlink()
+
+    async def list(self) -> AsyncIterator[Digest]:
+        for algorithm_dir in sorted(self._blobs.iterdir()):
+            for path in sorted(algorithm_dir.glob("*/*")):
+                yield Digest(algorithm_dir.name, path.name)
+
+    # Uploads
+
+    async def create_upload(self, upload_id: str) -> None:
+        self._upload_path(upload_id).touch(exist_ok=False)
+
+    async def upload_size(self, upload_id: str) -> int | None:
+        try:
+            return self._upload_path(upload_id).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    async def append_upload(
+        self, upload_id: str, offset: int, chunks: AsyncIterable[bytes]
+    ) -> int:
+        try:
+            fd = os.open(self._upload_path(upload_id), os.O_WRONLY)
+        except FileNotFoundError:
+            raise UploadUnknown(f"upload {upload_id} has no data") from None
+        try:
+            _lock(fd, upload_id)
+            size = os.fstat(fd).st_size
+            if size != offset:
+                raise UploadOffsetMismatch(
+                    f"upload holds {size} bytes, not {offset}", size
+                )
+            os.lseek(fd, offset, os.SEEK_SET)
+            return offset + await _write_all(fd, chunks)
+        finally:
+            os.close(fd)
+
+    async def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
+        async for chunk in _read_file(self._upload_path(upload_id), 0, None):
+            yield chunk
+
+    async def commit_upload(self, upload_id: str, digest: Digest) -> None:
+        source = self._upload_path(upload_id)
+        target = self._blob_path(digest)
+        await anyio.to_thread.run_sync(_durable_rename, source, target)
+
+    async def cancel_upload(self, upload_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._upload_path(upload_id).unlink()
+
+
+def _lock(fd: int, upload_id: str) -> None:
+    # Two requests appending to one upload at once would interleave bytes.
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise UploadInvalid(
+                f"upload {upload_id} is receiving data in another request"
+            ) from None
+        raise
+
+
+async def _write_all(fd: int, chunks: AsyncIterable[bytes]) -> int:
+    written = 0
+    buffer = bytearray()
+    async for chunk in chunks:
+        buffer += chunk
+        if len(buffer) >= BUFFER_SIZE:
+            written += await anyio.to_thread.run_sync(_write, fd, bytes(buffer))
+            buffer.clear()
+    if buffer:
+        written += await anyio.to_thread.run_sync(_write, fd, bytes(buffer))
+    return written
+
+
+def _write(fd: int, data: bytes) -> int:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(data)
+
+
+async def _read_file(
+    path: Path, offset: int, length: int | None
+) -> AsyncIterator[bytes]:
+    with open(path, "rb", buffering=0) as file:
+        file.seek(offset)
+        remaining = length
+        while remaining is None or remaining > 0:
+            size = BUFFER_SIZE if remaining is None else min(BUFFER_SIZE, remaining)
+            chunk = await anyio.to_thread.run_sync(file.read, size)
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+
+
+def _durable_rename(source: Path, target: Path) -> None:
+    """Flush `source` to disk, then rename it to `target` atomically."""
+    with open(source, "rb") as file:
+        os.fsync(file.fileno())
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
