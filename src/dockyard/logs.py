@@ -28,3 +28,5 @@ def configure_logging(log_format: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Migrations run at every start; their step-by-step chatter is noise.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

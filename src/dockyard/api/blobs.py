@@ -51,7 +51,9 @@ async def get(ctx: RepositoryRequest) -> Response:
 
 async def _whole(ctx: RepositoryRequest, digest: Digest, headers: dict) -> Response:
     path = ctx.registry.blob_file(digest)
-    if path is None:
+    # FileResponse answers a Range header by itself, with plain-text errors;
+    # the ranges it would see here are the several ones sent whole on purpose.
+    if path is None or "range" in ctx.request.headers:
         return StreamingResponse(ctx.registry.read_blob(digest), headers=headers)
 
     # The file is sent by the server itself (ASGI pathsend) when it can.
@@ -78,7 +80,7 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     header = header.strip()
     if "," in header:
         return None
-    match = _RANGE.match(header)
+    match = _RANGE.fullmatch(header)
     if match is None or match.groups() == ("", ""):
         raise RangeNotSatisfiable(
             f"malformed Range {header!r}: expected bytes=FIRST-LAST, bytes=FIRST- "

@@ -40,7 +40,7 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 async def dispatch(request: Request) -> Response:
-    match = _PATH.match(request.url.path)
+    match = _PATH.fullmatch(request.url.path)
     if match is None:
         return _not_found(request)
 

@@ -27,7 +27,7 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse `algorithm:encoded`, raising `DigestInvalid` with the reason."""
-        match = _DIGEST.match(text)
+        match = _DIGEST.fullmatch(text)
         if match is None:
             raise DigestInvalid(f"invalid digest {text!r}: expected algorithm:hex")
 
@@ -38,7 +38,7 @@ class Digest:
             raise DigestInvalid(
                 f"unsupported digest algorithm {algorithm!r} (supported: {supported})"
             )
-        if not pattern.match(encoded):
+        if not pattern.fullmatch(encoded):
             raise DigestInvalid(
                 f"invalid digest {text!r}: {algorithm} needs "
                 f"{len(hashlib.new(algorithm).hexdigest())} lowercase hex characters"

@@ -22,7 +22,7 @@ def check_name(name: str) -> str:
             f"repository name is {len(name)} characters long; "
             f"the limit is {MAX_NAME_LENGTH}"
         )
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise NameInvalid(
             f"invalid repository name {name!r}: use lowercase letters, digits and "
             "separators (. _ __ -) in path components joined by /"
@@ -31,7 +31,7 @@ def check_name(name: str) -> str:
 
 
 def check_tag(tag: str) -> str:
-    if not _TAG.match(tag):
+    if not _TAG.fullmatch(tag):
         raise TagInvalid(
             f"invalid tag {tag!r}: up to 128 letters, digits, _ . and -, "
             "not starting with . or -"

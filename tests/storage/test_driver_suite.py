@@ -1,0 +1,124 @@
+"""The contract every blob-store driver keeps; each driver runs this suite."""
+
+import hashlib
+import os
+
+import pytest
+
+from dockyard.core.digest import Digest
+from dockyard.core.errors import UploadOffsetMismatch
+from dockyard.storage.filesystem import FilesystemBlobStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(params=["filesystem"])
+def store(request, tmp_path):
+    if request.param == "filesystem":
+        return FilesystemBlobStore(tmp_path / "storage")
+    raise AssertionError(request.param)
+
+
+async def chunks(*parts):
+    for part in parts:
+        yield part
+
+
+async def collect(stream):
+    return b"".join([chunk async for chunk in stream])
+
+
+async def stage(store, upload_id, data):
+    await store.create_upload(upload_id)
+    await store.append_upload(upload_id, 0, chunks(data))
+
+
+async def test_missing_blob_has_no_size(store):
+    assert await store.stat(Digest.of(b"absent")) is None
+
+
+async def test_committed_upload_becomes_a_blob(store):
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    digest = Digest.of(data)
+    await stage(store, "u1", data)
+
+    await store.commit_upload("u1", digest)
+
+    assert await store.stat(digest) == len(data)
+    assert await collect(store.read(digest)) == data
+    assert await store.upload_size("u1") is None
+
+
+async def test_read_a_range(store):
+    data = bytes(range(256)) * 10
+    digest = Digest.of(data)
+    await stage(store, "u1", data)
+    await store.commit_upload("u1", digest)
+
+    assert await collect(store.read(digest, 100, 50)) == data[100:150]
+    assert await collect(store.read(digest, 2500)) == data[2500:]
+
+
+async def test_appends_grow_the_staged_size(store):
+    await store.create_upload("u1")
+    assert await store.upload_size("u1") == 0
+
+    assert await store.append_upload("u1", 0, chunks(b"abc", b"de")) == 5
+    assert await store.append_upload("u1", 5, chunks(b"fgh")) == 8
+    assert await collect(store.read_upload("u1")) == b"abcdefgh"
+
+
+async def test_append_at_the_wrong_offset_writes_nothing(store):
+    await stage(store, "u1", b"abc")
+
+    with pytest.raises(UploadOffsetMismatch) as caught:
+        await store.append_upload("u1", 1, chunks(b"zzz"))
+
+    assert caught.value.size == 3
+    assert await collect(store.read_upload("u1")) == b"abc"
+
+
+async def test_cancel_frees_the_staged_bytes(store):
+    await stage(store, "u1", b"abc")
+    await store.cancel_upload("u1")
+    assert await store.upload_size("u1") is None
+
+
+async def test_an_uncommitted_upload_is_no_blob(store):
+    data = b"partial"
+    await stage(store, "u1", data)
+    assert await store.stat(Digest.of(data)) is None
+
+
+async def test_committing_the_same_content_twice_keeps_one_blob(store):
+    data = b"same"
+    digest = Digest.of(data)
+    for upload_id in ("u1", "u2"):
+        await stage(store, upload_id, data)
+        await store.commit_upload(upload_id, digest)
+
+    assert [d async for d in store.list()] == [digest]
+
+
+async def test_delete_removes_the_blob(store):
+    data = b"gone"
+    digest = Digest.of(data)
+    await stage(store, "u1", data)
+    await store.commit_upload("u1", digest)
+
+    await store.delete(digest)
+
+    assert await store.stat(digest) is None
+
+
+async def test_sha512_blobs(store):
+    data = b"x" * 1000
+    digest = Digest("sha512", hashlib.sha512(data).hexdigest())
+    await stage(store, "u1", data)
+    await store.commit_upload("u1", digest)
+    assert await store.stat(digest) == 1000

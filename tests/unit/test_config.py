@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+
+from dockyard.config import ConfigError, load_config
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for key in list(__import__("os").environ):
+        if key.startswith("DOCKYARD_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_are_embedded():
+    config = load_config()
+    assert (config.host, config.port) == ("127.0.0.1", 5000)
+    assert config.data_dir == Path("dockyard-data")
+    assert config.resolved_database_url.startswith("sqlite:///")
+    assert config.storage_path == (Path("dockyard-data") / "storage").absolute()
+
+
+def test_file_then_environment_then_flags(tmp_path, monkeypatch):
+    file = tmp_path / "dockyard.yml"
+    file.write_text("listen: 0.0.0.0:6000\nworkers: 3\nstorage: {path: /srv/a}\n")
+    monkeypatch.setenv("DOCKYARD_WORKERS", "5")
+    monkeypatch.setenv("DOCKYARD_STORAGE__PATH", "/srv/b")
+
+    config = load_config(file, listen="127.0.0.1:7000")
+
+    assert config.listen == "127.0.0.1:7000"
+    assert config.workers == 5
+    assert config.storage.path == Path("/srv/b")
+
+
+def test_bad_value_names_key_and_value(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(listen="nowhere")
+    assert "'listen'" in str(caught.value)
+    assert "'nowhere'" in str(caught.value)
+
+
+def test_bad_environment_value_names_key(monkeypatch):
+    monkeypatch.setenv("DOCKYARD_WORKERS", "many")
+    with pytest.raises(ConfigError, match="'workers' has bad value 'many'"):
+        load_config()
+
+
+def test_unknown_file_key_is_refused(tmp_path):
+    file = tmp_path / "dockyard.yml"
+    file.write_text("listn: 1.2.3.4:5\n")
+    with pytest.raises(ConfigError, match="unknown config key 'listn'"):
+        load_config(file)
+
+
+def test_unknown_storage_driver_is_refused(tmp_path):
+    file = tmp_path / "dockyard.yml"
+    file.write_text("storage: {driver: floppy}\n")
+    with pytest.raises(ConfigError, match="storage.driver.*'floppy'"):
+        load_config(file)
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yml")
+    file = tmp_path / "bad.yml"
+    file.write_text("listen: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(file)
+    file.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(file)
+
+
+@pytest.mark.parametrize("listen", ["5000", ":5000", "host:0", "host:70000", "h:x"])
+def test_listen_must_be_host_and_port(listen):
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        load_config(listen=listen)
+
+
+def test_ipv6_listen_address():
+    config = load_config(listen="[::1]:5000")
+    assert (config.host, config.port) == ("::1", 5000)
