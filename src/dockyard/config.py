@@ -9,14 +9,23 @@ names the key and the value.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from dockyard.core.manifest import DEFAULT_MAX_MANIFEST_BYTES
+
+# The values read from the config file while `load_config` builds a Config.
+_file_values: ContextVar[dict[str, Any]] = ContextVar("file_values")
 
 
 class ConfigError(Exception):
@@ -46,6 +55,19 @@ class Config(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_manifest_bytes: int = Field(default=DEFAULT_MAX_MANIFEST_BYTES, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags outrank the environment, which outranks the file.
+        file_settings = InitSettingsSource(settings_cls, _file_values.get({}))
+        return (init_settings, env_settings, file_settings)
 
     @field_validator("listen")
     @classmethod
@@ -86,15 +108,14 @@ def split_listen(value: str) -> tuple[str, int]:
 
 def load_config(file: Path | None = None, **overrides: Any) -> Config:
     """Build the config from file, environment and overrides (None is unset)."""
-    values = _read_file(file) if file else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    token = _file_values.set(_read_file(file) if file else {})
     try:
-        # Init values outrank the environment in pydantic-settings, so file
-        # values go in as defaults and only the overrides as init values.
-        config_class = _with_file_defaults(values, set(overrides))
-        return config_class(**{k: v for k, v in values.items() if k in overrides})
+        return Config(**flags)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    finally:
+        _file_values.reset(token)
 
 
 def _read_file(file: Path) -> dict[str, Any]:
@@ -109,21 +130,6 @@ def _read_file(file: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold a mapping of keys to values")
     return data
-
-
-def _with_file_defaults(values: dict[str, Any], overridden: set[str]) -> type[Config]:
-    file_values = {k: v for k, v in values.items() if k not in overridden}
-    if not file_values:
-        return Config
-
-    class FileConfig(Config):
-        @classmethod
-        def settings_customise_sources(
-            cls, settings_cls: Any, init_settings: Any, env_settings: Any, **_: Any
-        ) -> tuple[Any, ...]:
-            return (init_settings, env_settings, lambda: file_values)
-
-    return FileConfig
 
 
 def _describe(exc: ValidationError) -> str:

@@ -242,8 +242,7 @@ class SqlMetadataStore:
                 manifests.c.repository_id == repository_id,
                 manifests.c.digest == str(manifest.digest),
             )
-            manifest_id: int = connection.scalar(existing)
-            return manifest_id
+            return int(connection.execute(existing).scalar_one())
 
         self._insert_references(connection, manifest_blobs, inserted, manifest.blobs)
         self._insert_references(
