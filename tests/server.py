@@ -62,7 +62,9 @@ def launch(
     port: int | None = None,
     args: list[str] | None = None,
     env: dict[str, str] | None = None,
+    location_flags: bool = True,
 ) -> RunningServer:
+    """Start a server; without `location_flags`, args must say where it lives."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
@@ -71,10 +73,11 @@ def launch(
         "-m",
         "dockyard",
         "serve",
-        "--data-dir",
-        str(data_dir),
-        "--listen",
-        f"127.0.0.1:{port}",
+        *(
+            ["--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}"]
+            if location_flags
+            else []
+        ),
         *(args or ["--workers", "2"]),
     ]
     log = open(log_path, "ab")  # noqa: SIM115 - the server process owns it

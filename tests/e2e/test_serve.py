@@ -1,0 +1,133 @@
+"""`dockyard serve`: start-up, configuration faults and the access log."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.server import free_port, launch
+
+
+def serve(*args: str, env: dict[str, str] | None = None, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "dockyard", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--listen", "nowhere"], "config key 'listen' has bad value 'nowhere'"),
+        (["--workers", "-1"], "config key 'workers' has bad value -1"),
+    ],
+)
+def test_bad_flag_stops_start_up_naming_key_and_value(tmp_path, args, message):
+    result = serve("--data-dir", str(tmp_path), *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_bad_environment_value_stops_start_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKYARD_LOG_FORMAT", "xml")
+    result = serve("--data-dir", str(tmp_path))
+    assert result.returncode != 0
+    assert "'log_format' has bad value 'xml'" in result.stderr
+
+
+def test_bad_config_file_stops_start_up(tmp_path):
+    config = tmp_path / "dockyard.yml"
+    config.write_text("storage:\n  driver: tape\n")
+    result = serve("--config", str(config))
+    assert result.returncode != 0
+    assert "'storage.driver' has bad value 'tape'" in result.stderr
+
+
+def test_start_up_says_where_data_lives_and_where_it_listens(tmp_path):
+    server = launch(tmp_path / "data")
+    try:
+        log = server.log()
+        assert str(tmp_path / "data" / "dockyard.db") in log
+        assert str(tmp_path / "data" / "storage") in log
+        assert f"listening on http://127.0.0.1:{server.port}" in log
+    finally:
+        server.stop()
+
+
+def test_config_file_sets_where_data_lives_and_the_address(tmp_path):
+    port = free_port()
+    config = tmp_path / "dockyard.yml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\nlisten: 127.0.0.1:{port}\nworkers: 1\n"
+    )
+    server = launch(
+        tmp_path / "data",
+        port=port,
+        args=["--config", str(config)],
+        location_flags=False,
+    )
+    try:
+        assert (tmp_path / "data" / "dockyard.db").exists()
+    finally:
+        server.stop()
+
+
+def test_access_log_line_per_request(server, client, repo):
+    response = client.get(f"/v2/{repo}/manifests/latest")
+    assert response.status_code == 404
+
+    line = _find_line(server.log(), f"/v2/{repo}/manifests/latest")
+    assert '"GET' in line
+    assert "404" in line
+    assert f"repository={repo}" in line
+    assert "127.0.0.1" in line
+    assert "ms" in line
+
+
+def test_json_access_log_carries_fields(tmp_path, repo):
+    server = launch(tmp_path / "data", args=["--workers", "1", "--log-format", "json"])
+    try:
+        data = b"hello"
+        digest = (
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        )
+        with httpx.Client(base_url=server.url) as http:
+            http.post(
+                f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data
+            )
+            http.get(f"/v2/{repo}/blobs/{digest}")
+        records = [
+            json.loads(line)
+            for line in server.log().splitlines()
+            if line.startswith("{")
+        ]
+    finally:
+        server.stop()
+
+    pulls = [
+        r for r in records if r.get("method") == "GET" and digest in r.get("path", "")
+    ]
+    assert pulls, records
+    pull = pulls[0]
+    assert pull["repository"] == repo
+    assert pull["status"] == 200
+    assert pull["bytes_out"] == len(data)
+    assert pull["client"] == "127.0.0.1"
+    assert isinstance(pull["duration_ms"], float)
+    pushes = [r for r in records if r.get("method") == "POST"]
+    assert pushes and pushes[0]["bytes_in"] == len(data)
+
+
+def _find_line(log: str, needle: str) -> str:
+    for line in log.splitlines():
+        if needle in line:
+            return line
+    raise AssertionError(f"no log line with {needle!r}")
