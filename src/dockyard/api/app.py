@@ -6,6 +6,7 @@ import json
 import os
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp
 from dockyard.api.access_log import AccessLog
 from dockyard.api.catalog import catalog
 from dockyard.api.dispatch import ALL_METHODS, dispatch
+from dockyard.api.errors import error_response
 from dockyard.config import Config
 from dockyard.core.registry import Registry
 from dockyard.logs import configure_logging
@@ -33,10 +35,15 @@ def build_registry(config: Config) -> Registry:
 def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
     routes = [
         Route("/v2/", api_version, methods=["GET", "HEAD"]),
+        Route("/v2", api_version, methods=["GET", "HEAD"]),
         Route("/v2/_catalog", catalog, methods=["GET"]),
-        Route("/v2/{path:path}", dispatch, methods=ALL_METHODS),
+        # At least one slash after /v2/, so that other methods on the routes
+        # above answer 405 instead of reaching the dispatcher.
+        Route("/v2/{name:path}/{target:path}", dispatch, methods=ALL_METHODS),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={HTTPException: routing_error})
+    # An unknown path gets a JSON 404, not a redirect to the same with a slash.
+    app.router.redirect_slashes = False
     app.state.config = config
     app.state.registry = registry or build_registry(config)
     return AccessLog(app)
@@ -44,6 +51,15 @@ def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
 
 async def api_version(request: Request) -> Response:
     return JSONResponse({})
+
+
+async def routing_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no route) and 405 (wrong method) as spec errors."""
+    assert isinstance(exc, HTTPException)
+    where = f"{request.method} {request.url.path}"
+    messages = {404: f"no such endpoint: {where}", 405: f"method not allowed: {where}"}
+    message = messages.get(exc.status_code, exc.detail)
+    return error_response("UNSUPPORTED", exc.status_code, message, headers=exc.headers)
 
 
 def worker_app() -> ASGIApp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -9,7 +10,9 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 
 from dockyard.api.context import RepositoryRequest
 from dockyard.core.digest import Digest
-from dockyard.core.errors import RangeNotSatisfiable
+from dockyard.core.errors import BlobUnknown, RangeNotSatisfiable
+
+logger = logging.getLogger(__name__)
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -56,12 +59,19 @@ async def _whole(ctx: RepositoryRequest, digest: Digest, headers: dict) -> Respo
     if path is None or "range" in ctx.request.headers:
         return StreamingResponse(ctx.registry.read_blob(digest), headers=headers)
 
+    try:
+        stat_result = os.stat(path)
+    except FileNotFoundError:
+        # Linked in the metadata but gone from storage: say so, do not crash.
+        logger.error("blob %s is recorded but missing from storage", digest)
+        raise BlobUnknown(f"blob {digest} is missing from storage") from None
+
     # The file is sent by the server itself (ASGI pathsend) when it can.
     return FileResponse(
         path,
         headers=headers,
         media_type="application/octet-stream",
-        stat_result=os.stat(path),
+        stat_result=stat_result,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from dockyard.api import blobs, manifests, tags, uploads
@@ -64,6 +64,9 @@ async def dispatch(request: Request) -> Response:
         return await handler(context)
     except RegistryError as exc:
         return registry_error_response(exc)
+    except ClientDisconnect:
+        # Nobody is left to read an answer; the access line records the 400.
+        return Response(status_code=400)
     except Exception as exc:
         return unexpected_error_response(exc, f"{request.method} {request.url.path}")
 

@@ -45,7 +45,6 @@ ERROR_TABLE: dict[type[errors.RegistryError], tuple[str, int, HeaderMaker | None
     errors.ManifestBlobUnknown: ("MANIFEST_BLOB_UNKNOWN", 400, None),
     errors.ManifestTooLarge: ("SIZE_INVALID", 413, None),
     errors.PaginationInvalid: ("PAGINATION_NUMBER_INVALID", 400, None),
-    errors.Unsupported: ("UNSUPPORTED", 405, None),
 }
 
 

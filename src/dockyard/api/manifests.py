@@ -55,6 +55,9 @@ async def put(ctx: RepositoryRequest) -> Response:
     }
     if result.subject is not None:
         headers["OCI-Subject"] = str(result.subject)
+    if extra_tags:
+        # The spec asks for OCI-Tag naming each tag a `?tag=` PUT accepted.
+        headers["OCI-Tag"] = ", ".join(dict.fromkeys(extra_tags))
     return Response(status_code=201, headers=headers)
 
 

@@ -7,13 +7,14 @@ from functools import partial
 from starlette.responses import Response
 
 from dockyard.api.context import RepositoryRequest
+from dockyard.api.errors import error_response
 from dockyard.api.pagination import paginated
-from dockyard.core.errors import Unsupported
 
 
 async def list_tags(ctx: RepositoryRequest) -> Response:
     if ctx.target != "list":
-        raise Unsupported(f"no such endpoint: /v2/{ctx.name}/tags/{ctx.target}")
+        message = f"no such endpoint: GET /v2/{ctx.name}/tags/{ctx.target}"
+        return error_response("UNSUPPORTED", 404, message)
     await ctx.registry.check_repository(ctx.name)
 
     lister = partial(ctx.registry.list_tags, ctx.name)

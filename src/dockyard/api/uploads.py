@@ -101,7 +101,7 @@ def _chunk_start(ctx: RepositoryRequest) -> int | None:
     header = ctx.request.headers.get("content-range")
     if header is None:
         return None
-    match = _CONTENT_RANGE.match(header.strip())
+    match = _CONTENT_RANGE.fullmatch(header.strip())
     if match is None:
         raise UploadInvalid(f"malformed Content-Range {header!r}: expected FIRST-LAST")
 

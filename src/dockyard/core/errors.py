@@ -80,7 +80,3 @@ class ManifestTooLarge(RegistryError):
 
 class PaginationInvalid(RegistryError):
     pass
-
-
-class Unsupported(RegistryError):
-    pass
