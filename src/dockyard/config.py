@@ -55,6 +55,8 @@ class Config(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_manifest_bytes: int = Field(default=DEFAULT_MAX_MANIFEST_BYTES, gt=0)
+    # Accept indexes that name manifests not pushed to the repository.
+    sparse_indexes: bool = False
 
     @classmethod
     def settings_customise_sources(

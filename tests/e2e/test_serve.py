@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -84,7 +85,7 @@ def test_access_log_line_per_request(server, client, repo):
     response = client.get(f"/v2/{repo}/manifests/latest")
     assert response.status_code == 404
 
-    line = _find_line(server.log(), f"/v2/{repo}/manifests/latest")
+    line = _find_line(server, f"/v2/{repo}/manifests/latest")
     assert '"GET' in line
     assert "404" in line
     assert f"repository={repo}" in line
@@ -104,13 +105,13 @@ def test_json_access_log_carries_fields(tmp_path, repo):
                 f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data
             )
             http.get(f"/v2/{repo}/blobs/{digest}")
-        records = [
-            json.loads(line)
-            for line in server.log().splitlines()
-            if line.startswith("{")
-        ]
     finally:
         server.stop()
+
+    # Read once the server has stopped, so every line has been written.
+    records = [
+        json.loads(line) for line in server.log().splitlines() if line.startswith("{")
+    ]
 
     pulls = [
         r for r in records if r.get("method") == "GET" and digest in r.get("path", "")
@@ -126,8 +127,12 @@ def test_json_access_log_carries_fields(tmp_path, repo):
     assert pushes and pushes[0]["bytes_in"] == len(data)
 
 
-def _find_line(log: str, needle: str) -> str:
-    for line in log.splitlines():
-        if needle in line:
-            return line
+def _find_line(server, needle: str, timeout: float = 10.0) -> str:
+    # The line is written after the answer is sent, so it may lag a little.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in server.log().splitlines():
+            if needle in line:
+                return line
+        time.sleep(0.05)
     raise AssertionError(f"no log line with {needle!r}")

@@ -12,24 +12,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from dockyard.api import management
 from dockyard.api.access_log import AccessLog
 from dockyard.api.catalog import catalog
 from dockyard.api.dispatch import ALL_METHODS, dispatch
 from dockyard.api.errors import error_response
+from dockyard.bootstrap import build_registry
 from dockyard.config import Config
 from dockyard.core.registry import Registry
 from dockyard.logs import configure_logging
-from dockyard.metadata.store import SqlMetadataStore, create_db_engine
-from dockyard.storage import open_blob_store
 
 # `dockyard serve` hands the validated config to its worker processes here.
 WORKER_CONFIG_ENV = "_DOCKYARD_WORKER_CONFIG"
-
-
-def build_registry(config: Config) -> Registry:
-    blobs = open_blob_store(config.storage.driver, config.storage_path)
-    metadata = SqlMetadataStore(create_db_engine(config.resolved_database_url))
-    return Registry(blobs, metadata, config.max_manifest_bytes)
 
 
 def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
@@ -40,6 +34,7 @@ def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
         # At least one slash after /v2/, so that other methods on the routes
         # above answer 405 instead of reaching the dispatcher.
         Route("/v2/{name:path}/{target:path}", dispatch, methods=ALL_METHODS),
+        *management.ROUTES,
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: routing_error})
     # An unknown path gets a JSON 404, not a redirect to the same with a slash.

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from dockyard.api import blobs, manifests, tags, uploads
+from dockyard.api import blobs, manifests, referrers, tags, uploads
 from dockyard.api.context import Handler, RepositoryRequest
 from dockyard.api.errors import (
     error_response,
@@ -24,16 +24,15 @@ from dockyard.api.errors import (
 from dockyard.core.errors import RegistryError
 from dockyard.core.names import check_name
 
-_PATH = re.compile(
-    r"^/v2/(?P<name>.+)/(?P<resource>manifests|blobs/uploads|blobs|tags)"
-    r"/(?P<target>[^/]*)$"
-)
+_RESOURCES = "manifests|blobs/uploads|blobs|tags|referrers"
+_PATH = re.compile(rf"^/v2/(?P<name>.+)/(?P<resource>{_RESOURCES})/(?P<target>[^/]*)$")
 
 RESOURCES: Mapping[str, Mapping[str, Handler]] = {
     "manifests": manifests.HANDLERS,
     "blobs": blobs.HANDLERS,
     "blobs/uploads": uploads.HANDLERS,
     "tags": tags.HANDLERS,
+    "referrers": referrers.HANDLERS,
 }
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]

@@ -24,7 +24,7 @@ async def paginated(
     One entry more than the page is asked for, so that `Link` appears only
     when more entries remain.
     """
-    limit, last = _page_request(request, default)
+    limit, last = page_request(request, default)
     if limit == 0:
         return JSONResponse({**body, key: []})
 
@@ -32,14 +32,20 @@ async def paginated(
     headers = {}
     if limit is not None and len(items) > limit:
         items = items[:limit]
-        query = urlencode({"n": limit, "last": items[-1]})
-        headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'
+        headers["Link"] = next_link(request, limit, items[-1])
     return JSONResponse({**body, key: items}, headers=headers)
 
 
-def _page_request(
+def next_link(request: Request, limit: int, last: str, **query: str) -> str:
+    """`Link` to the page after `last`, keeping the request's other filters."""
+    params = urlencode({**query, "n": limit, "last": last})
+    return f'<{request.url.path}?{params}>; rel="next"'
+
+
+def page_request(
     request: Request, default: int | None
 ) -> tuple[int | None, str | None]:
+    """(`n`, `last`) from the query; `n` is capped at `MAX_PAGE`."""
     raw = request.query_params.get("n")
     if raw is None or raw == "":
         limit = default

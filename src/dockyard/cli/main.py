@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import sys
-from pathlib import Path
-
 import click
 
 from dockyard import __version__
-from dockyard.config import Config, ConfigError, load_config
-from dockyard.logs import configure_logging
-
-logger = logging.getLogger("dockyard.serve")
+from dockyard.cli.referrers import referrers
+from dockyard.cli.serve import serve
 
 
 @click.group()
@@ -23,98 +15,5 @@ def main() -> None:
     """Dockyard, a self-hosted OCI container registry."""
 
 
-@main.command()
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path),
-    help="YAML config file; DOCKYARD_* environment variables override it.",
-)
-@click.option("--listen", help="Address to serve on, HOST:PORT [127.0.0.1:5000].")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Where metadata and blobs live [./dockyard-data].",
-)
-@click.option("--workers", type=int, help="Server processes [one per CPU core].")
-@click.option(
-    "--log-format", type=click.Choice(["text", "json"]), help="Log line format."
-)
-def serve(
-    config_file: Path | None,
-    listen: str | None,
-    data_dir: Path | None,
-    workers: int | None,
-    log_format: str | None,
-) -> None:
-    """Run the registry: the OCI distribution API under /v2/."""
-    config = _load(
-        config_file,
-        listen=listen,
-        data_dir=data_dir,
-        workers=workers,
-        log_format=log_format,
-    )
-    configure_logging(config.log_format, config.log_level)
-    _prepare_storage(config)
-
-    logger.info(
-        "metadata in %s, blobs in %s",
-        _redacted(config.resolved_database_url),
-        config.storage_path,
-    )
-    logger.info(
-        "listening on http://%s with %d workers", config.listen, config.worker_count
-    )
-    _run_server(config)
-
-
-def _load(config_file: Path | None, **overrides: object) -> Config:
-    try:
-        return load_config(config_file, **overrides)
-    except ConfigError as exc:
-        click.echo(f"dockyard: {exc}", err=True)
-        sys.exit(2)
-
-
-def _prepare_storage(config: Config) -> None:
-    from dockyard.metadata.migrate import upgrade
-    from dockyard.metadata.store import create_db_engine
-
-    try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        config.storage_path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        click.echo(f"dockyard: cannot create data directory: {exc}", err=True)
-        sys.exit(2)
-
-    engine = create_db_engine(config.resolved_database_url)
-    upgrade(engine)
-    engine.dispose()
-
-
-def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def _run_server(config: Config) -> None:
-    from granian.constants import Interfaces
-    from granian.server import Server
-
-    from dockyard.api.app import WORKER_CONFIG_ENV
-
-    os.environ[WORKER_CONFIG_ENV] = json.dumps(config.model_dump(mode="json"))
-    server = Server(
-        "dockyard.api.app:worker_app",
-        address=config.host,
-        port=config.port,
-        interface=Interfaces.ASGI,
-        workers=config.worker_count,
-        factory=True,
-        log_level="warning",  # type: ignore[arg-type]
-        log_access=False,
-        respawn_failed_workers=True,
-    )
-    server.serve()
+main.add_command(serve)
+main.add_command(referrers)

@@ -7,6 +7,7 @@ subject. Fields Dockyard does not know are kept because the bytes are kept.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,21 @@ class Descriptor:
     def distributable(self) -> bool:
         return self.media_type not in NON_DISTRIBUTABLE_LAYERS
 
+    def to_json(self) -> dict[str, Any]:
+        """The descriptor as OCI JSON, leaving out the fields it lacks."""
+        document: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
+        if self.artifact_type:
+            document["artifactType"] = self.artifact_type
+        if self.annotations:
+            document["annotations"] = self.annotations
+        if self.urls:
+            document["urls"] = list(self.urls)
+        return document
+
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
@@ -77,6 +93,12 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
     if media_type in INDEXES:
         return _parse_index(document, media_type)
     return _parse_image_manifest(document, media_type)
+
+
+def manifest_annotations(body: bytes) -> dict[str, str]:
+    """The annotations of a manifest already stored, hence already valid."""
+    annotations = json.loads(body).get("annotations")
+    return annotations if isinstance(annotations, dict) else {}
 
 
 def _load_json(body: bytes) -> dict[str, Any]:
@@ -194,6 +216,7 @@ def _descriptor(item: Any, where: str) -> Descriptor:
     except DigestInvalid as exc:
         raise ManifestInvalid(f"{where}.digest: {exc.message}") from None
 
+    _check_embedded_data(item.get("data"), digest, size, where)
     return Descriptor(
         media_type=media_type,
         digest=digest,
@@ -203,6 +226,18 @@ def _descriptor(item: Any, where: str) -> Descriptor:
         or None,
         urls=_urls(item.get("urls"), where),
     )
+
+
+def _check_embedded_data(data: Any, digest: Digest, size: int, where: str) -> None:
+    """A descriptor may carry its content inline; it must be that content."""
+    if data is None:
+        return
+    try:
+        content = base64.b64decode(data, validate=True)
+    except (TypeError, ValueError):
+        raise ManifestInvalid(f"{where}.data must be base64") from None
+    if len(content) != size or Digest.of(content, digest.algorithm) != digest:
+        raise ManifestInvalid(f"{where}.data does not match its digest and size")
 
 
 def _optional_str(item: dict[str, Any], key: str, where: str = "") -> str | None:

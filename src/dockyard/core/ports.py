@@ -88,6 +88,16 @@ class NewManifest:
     children: Sequence[Digest]
 
 
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """A manifest whose subject is another manifest, as the referrers API lists it."""
+
+    digest: Digest
+    media_type: str
+    artifact_type: str | None
+    content: bytes
+
+
 class MetadataStore(Protocol):
     """Repositories, the blobs linked into them, manifests, tags and uploads."""
 
@@ -130,6 +140,16 @@ class MetadataStore(Protocol):
         """Delete the manifest and every tag pointing at it."""
 
     async def delete_tag(self, repository: str, tag: str) -> bool: ...
+
+    async def list_referrers(
+        self,
+        repository: str,
+        subject: Digest,
+        artifact_type: str | None,
+        limit: int | None,
+        last: str | None,
+    ) -> list[Referrer]:
+        """Manifests of the repository naming `subject`, in digest order."""
 
     async def list_tags(
         self, repository: str, limit: int | None, last: str | None

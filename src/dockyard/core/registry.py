@@ -16,7 +16,12 @@ from typing import Any
 
 from dockyard.core import errors
 from dockyard.core.digest import Digest, new_hasher
-from dockyard.core.manifest import DEFAULT_MAX_MANIFEST_BYTES, parse_manifest
+from dockyard.core.manifest import (
+    DEFAULT_MAX_MANIFEST_BYTES,
+    Descriptor,
+    manifest_annotations,
+    parse_manifest,
+)
 from dockyard.core.names import check_name, check_tag
 from dockyard.core.ports import (
     BlobStore,
@@ -74,10 +79,14 @@ class Registry:
         blobs: BlobStore,
         metadata: MetadataStore,
         max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES,
+        sparse_indexes: bool = False,
     ) -> None:
         self.blobs = blobs
         self.metadata = metadata
         self.max_manifest_bytes = max_manifest_bytes
+        # Indexes may name manifests the repository lacks, as for a mirror
+        # of a single platform of a multi-platform image.
+        self.sparse_indexes = sparse_indexes
         self._hashes = _RunningHashes()
 
     # Blobs
@@ -250,7 +259,8 @@ class Registry:
 
         manifest = parse_manifest(body, content_type)
         await self._check_references(repository, manifest.required_blobs, "blob")
-        await self._check_references(repository, manifest.children, "manifest")
+        if not self.sparse_indexes:
+            await self._check_references(repository, manifest.children, "manifest")
 
         subject = manifest.subject.digest if manifest.subject else None
         record = NewManifest(
@@ -314,6 +324,35 @@ class Registry:
             raise errors.ManifestUnknown(
                 f"manifest {reference} is not in repository {repository}"
             )
+
+    # Referrers
+
+    async def list_referrers(
+        self,
+        repository: str,
+        subject: Digest,
+        artifact_type: str | None = None,
+        limit: int | None = None,
+        last: str | None = None,
+    ) -> list[Descriptor]:
+        """Descriptors of the manifests whose subject is `subject`.
+
+        The subject need not exist: referrers may be pushed before it, and
+        they outlive its deletion.
+        """
+        referrers = await self.metadata.list_referrers(
+            repository, subject, artifact_type, limit, last
+        )
+        return [
+            Descriptor(
+                media_type=r.media_type,
+                digest=r.digest,
+                size=len(r.content),
+                artifact_type=r.artifact_type,
+                annotations=manifest_annotations(r.content) or None,
+            )
+            for r in referrers
+        ]
 
     # Listings
 

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from dockyard.core.digest import Digest
-from dockyard.core.ports import NewManifest, StoredManifest, UploadRecord
+from dockyard.core.ports import NewManifest, Referrer, StoredManifest, UploadRecord
 from dockyard.metadata.schema import (
     blobs,
     manifest_blobs,
@@ -331,6 +331,43 @@ class SqlMetadataStore:
                 tags.c.repository_id == repository_id, tags.c.name == tag
             )
             return connection.execute(statement).rowcount > 0
+
+    @_in_thread
+    def list_referrers(
+        self,
+        repository: str,
+        subject: Digest,
+        artifact_type: str | None,
+        limit: int | None,
+        last: str | None,
+    ) -> list[Referrer]:
+        columns = (
+            manifests.c.digest,
+            manifests.c.media_type,
+            manifests.c.artifact_type,
+            manifests.c.content,
+        )
+        query = (
+            select(*columns)
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(
+                repositories.c.name == repository,
+                manifests.c.subject == str(subject),
+            )
+            .order_by(manifests.c.digest)
+            .limit(limit)
+        )
+        if artifact_type is not None:
+            query = query.where(manifests.c.artifact_type == artifact_type)
+        if last is not None:
+            query = query.where(manifests.c.digest > last)
+
+        with self._reading() as connection:
+            rows = connection.execute(query).all()
+        return [
+            Referrer(Digest.parse(r.digest), r.media_type, r.artifact_type, r.content)
+            for r in rows
+        ]
 
     # Listings
 

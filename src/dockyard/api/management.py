@@ -1,0 +1,55 @@
+"""Dockyard's own management API under /api/v1/, beside the OCI API."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dockyard.api.errors import registry_error_response, unexpected_error_response
+from dockyard.core.digest import Digest
+from dockyard.core.errors import RegistryError
+from dockyard.core.names import check_name, parse_reference
+from dockyard.services.referrers import referrer_tree
+
+
+async def referrers(request: Request) -> Response:
+    """The referrer tree of a manifest named by tag or digest."""
+    try:
+        return await _referrers(request)
+    except RegistryError as exc:
+        return registry_error_response(exc)
+    except Exception as exc:
+        return unexpected_error_response(exc, request.url.path)
+
+
+async def _referrers(request: Request) -> Response:
+    registry = request.app.state.registry
+    name = check_name(request.path_params["name"])
+    reference = parse_reference(request.path_params["reference"])
+
+    subject = await _resolve(request, name, reference)
+    tree = await referrer_tree(registry, name, subject)
+    return JSONResponse(
+        {
+            "repository": name,
+            "subject": str(subject),
+            "referrers": [node.to_json() for node in tree],
+        }
+    )
+
+
+async def _resolve(request: Request, name: str, reference: str | Digest) -> Digest:
+    if isinstance(reference, Digest):
+        return reference
+    manifest = await request.app.state.registry.get_manifest(name, reference)
+    return manifest.digest
+
+
+ROUTES = [
+    Route(
+        "/api/v1/repositories/{name:path}/referrers/{reference}",
+        referrers,
+        methods=["GET"],
+    ),
+]

@@ -1,0 +1,14 @@
+"""Build the registry's parts from a config, for the server and the CLI alike."""
+
+from __future__ import annotations
+
+from dockyard.config import Config
+from dockyard.core.registry import Registry
+from dockyard.metadata.store import SqlMetadataStore, create_db_engine
+from dockyard.storage import open_blob_store
+
+
+def build_registry(config: Config) -> Registry:
+    blobs = open_blob_store(config.storage.driver, config.storage_path)
+    metadata = SqlMetadataStore(create_db_engine(config.resolved_database_url))
+    return Registry(blobs, metadata, config.max_manifest_bytes, config.sparse_indexes)

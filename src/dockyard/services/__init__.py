@@ -1,0 +1,1 @@
+"""Services built on the registry core, shared by the API, the UI and the CLI."""
