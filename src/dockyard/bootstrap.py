@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from sqlalchemy.engine import Engine
+
 from dockyard.config import Config
 from dockyard.core.registry import Registry
 from dockyard.metadata.store import SqlMetadataStore, create_db_engine
 from dockyard.storage import open_blob_store
 
 
-def build_registry(config: Config) -> Registry:
+def build_registry(config: Config, engine: Engine | None = None) -> Registry:
     blobs = open_blob_store(config.storage.driver, config.storage_path)
-    metadata = SqlMetadataStore(create_db_engine(config.resolved_database_url))
+    engine = engine or create_db_engine(config.resolved_database_url)
+    metadata = SqlMetadataStore(engine)
     return Registry(blobs, metadata, config.max_manifest_bytes, config.sparse_indexes)

@@ -159,3 +159,41 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.headers["content-type"].startswith("application/json")
     codes = [error["code"] for error in response.json()["errors"]]
     assert code in codes, response.text
+
+
+# Referrers
+
+EMPTY_JSON = b"{}"
+
+
+def push_artifact(
+    client: httpx.Client,
+    repo: str,
+    subject: Descriptor | None,
+    artifact_type: str | None = "application/vnd.example.artifact.v1",
+    reference: str | None = None,
+    config: Descriptor | None = None,
+    **extra: Any,
+) -> tuple[bytes, str]:
+    """Push an artifact manifest naming `subject`; return its body and digest.
+
+    The config is the OCI empty descriptor unless given; the one layer is
+    fresh random bytes, so every call pushes a different manifest.
+    """
+    config = config or push_blob(client, repo, EMPTY_JSON, OCI_EMPTY)
+    layer = push_blob(client, repo, random_bytes(), "application/vnd.example.data")
+    if subject is not None:
+        extra["subject"] = subject
+    if artifact_type is not None:
+        extra["artifactType"] = artifact_type
+    body = oci_manifest(config, [layer], **extra)
+
+    response = put_manifest(client, repo, reference or sha256(body), body)
+    assert response.status_code == 201, response.text
+    return body, sha256(body)
+
+
+def get_referrers(
+    client: httpx.Client, repo: str, digest: str, **params: Any
+) -> httpx.Response:
+    return client.get(f"/v2/{repo}/referrers/{digest}", params=params)

@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.engine import make_url
 
+from dockyard.bootstrap import build_registry
 from dockyard.config import Config, ConfigError, load_config
+from dockyard.core.registry import Registry
+from dockyard.metadata.migrate import is_current
+from dockyard.metadata.store import create_db_engine
 
 
 def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -34,3 +39,26 @@ def load(config_file: Path | None, **overrides: object) -> Config:
     except ConfigError as exc:
         click.echo(f"dockyard: {exc}", err=True)
         sys.exit(2)
+
+
+def open_registry(config: Config) -> Registry:
+    """The registry a server with this config uses, or exit with a reason.
+
+    Commands other than `serve` never create or migrate a database: a wrong
+    --data-dir should say so, not leave an empty database behind.
+    """
+    url = make_url(config.resolved_database_url)
+    missing = (
+        url.get_backend_name() == "sqlite" and not Path(url.database or "").exists()
+    )
+    engine = create_db_engine(config.resolved_database_url)
+    if missing or not is_current(engine):
+        engine.dispose()
+        shown = url.render_as_string(hide_password=True)
+        click.echo(
+            f"dockyard: no up-to-date Dockyard database at {shown}; check --data-dir "
+            "or --config, or start `dockyard serve` once to create or migrate it",
+            err=True,
+        )
+        sys.exit(2)
+    return build_registry(config, engine)

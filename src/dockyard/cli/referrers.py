@@ -11,13 +11,15 @@ import click
 from rich.console import Console
 from rich.tree import Tree
 
-from dockyard.bootstrap import build_registry
-from dockyard.cli.options import config_options, load
-from dockyard.config import Config
+from dockyard.cli.options import config_options, load, open_registry
 from dockyard.core.digest import Digest
 from dockyard.core.errors import RegistryError
 from dockyard.core.names import check_name, parse_reference
+from dockyard.core.registry import Registry
 from dockyard.services.referrers import ReferrerNode, referrer_tree
+
+# Wide enough for any tree `MAX_DEPTH` deep without wrapping a line.
+_PIPE_WIDTH = 1000
 
 
 @click.command()
@@ -31,7 +33,8 @@ def referrers(
     config = load(config_file, data_dir=data_dir)
     try:
         name, reference = split_image(image)
-        subject, tree = anyio.run(_tree, config, name, reference)
+        registry = open_registry(config)
+        subject, tree = anyio.run(_tree, registry, name, reference)
     except RegistryError as exc:
         click.echo(f"dockyard: {exc.message}", err=True)
         sys.exit(1)
@@ -47,7 +50,15 @@ def referrers(
         root = Tree(f"{name}@{subject}")
         if not tree:
             root.add("[dim]no referrers[/dim]")
-        Console().print(_render(root, tree))
+        _console().print(_render(root, tree))
+
+
+def _console() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        # Piped to grep or a script: one line per referrer, digests whole.
+        console.width = _PIPE_WIDTH
+    return console
 
 
 def split_image(image: str) -> tuple[str, str | Digest]:
@@ -63,9 +74,8 @@ def split_image(image: str) -> tuple[str, str | Digest]:
 
 
 async def _tree(
-    config: Config, name: str, reference: str | Digest
+    registry: Registry, name: str, reference: str | Digest
 ) -> tuple[Digest, list[ReferrerNode]]:
-    registry = build_registry(config)
     manifest = await registry.get_manifest(name, reference)
     return manifest.digest, await referrer_tree(registry, name, manifest.digest)
 
