@@ -10,7 +10,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from dockyard.core.digest import Digest
 
@@ -44,12 +44,18 @@ class BlobStore(Protocol):
         """Bytes staged so far, or None when the upload has no staging area."""
 
     async def append_upload(
-        self, upload_id: str, offset: int, chunks: AsyncIterable[bytes]
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterable[bytes],
+        hasher: Any = None,
     ) -> int:
         """Append a stream at `offset`, which must be the staged size.
 
         Raises `UploadOffsetMismatch` without writing when it is not. Returns
         the new staged size. Bytes received before a failure stay staged.
+        `hasher`, if given, is updated with exactly the bytes written, in
+        order, so the digest costs no second read.
         """
 
     def read_upload(self, upload_id: str) -> AsyncIterator[bytes]: ...

@@ -153,9 +153,7 @@ class Registry:
             )
 
         hasher = self._hashes.take(upload_id, size, record.algorithm)
-        if hasher is not None:
-            chunks = _hashing(chunks, hasher)
-        size = await self.blobs.append_upload(upload_id, size, chunks)
+        size = await self.blobs.append_upload(upload_id, size, chunks, hasher)
         if hasher is not None:
             self._hashes.keep(upload_id, size, hasher)
         return UploadStatus(upload_id, size)
@@ -367,9 +365,3 @@ class Registry:
 
     async def list_repositories(self, limit: int | None, last: str | None) -> list[str]:
         return await self.metadata.list_repositories(limit, last)
-
-
-async def _hashing(chunks: AsyncIterable[bytes], hasher: Any) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        hasher.update(chunk)
-        yield chunk

@@ -13,12 +13,15 @@ reached it before a crash or a broken connection count as received.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
 import os
 from collections.abc import AsyncIterable, AsyncIterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
 
@@ -37,6 +40,7 @@ class FilesystemBlobStore:
         self._uploads = root / "uploads"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._uploads.mkdir(parents=True, exist_ok=True)
+        self._writer = ThreadPoolExecutor(thread_name_prefix="dockyard-write")
 
     def _blob_path(self, digest: Digest) -> Path:
         return self._blobs / digest.algorithm / digest.encoded[:2] / digest.encoded
@@ -86,7 +90,11 @@ class FilesystemBlobStore:
             return None
 
     async def append_upload(
-        self, upload_id: str, offset: int, chunks: AsyncIterable[bytes]
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterable[bytes],
+        hasher: Any = None,
     ) -> int:
         try:
             fd = os.open(self._upload_path(upload_id), os.O_WRONLY)
@@ -100,7 +108,8 @@ class FilesystemBlobStore:
                     f"upload holds {size} bytes, not {offset}", size
                 )
             os.lseek(fd, offset, os.SEEK_SET)
-            return offset + await _write_all(fd, chunks)
+            written = await _write_all(fd, chunks, hasher, self._writer)
+            return offset + written
         finally:
             os.close(fd)
 
@@ -130,20 +139,44 @@ def _lock(fd: int, upload_id: str) -> None:
         raise
 
 
-async def _write_all(fd: int, chunks: AsyncIterable[bytes]) -> int:
+async def _write_all(
+    fd: int, chunks: AsyncIterable[bytes], hasher: Any, writer: Executor
+) -> int:
+    """Write the stream, hashing each buffer in the same pass as its write.
+
+    Buffers are written and hashed on a worker thread (both release the GIL)
+    while the event loop receives the next one, so receiving, hashing and
+    writing overlap. One write is in flight at a time, which keeps order.
+    """
+    in_flight: Future[int] | None = None
     written = 0
     buffer = bytearray()
-    async for chunk in chunks:
-        buffer += chunk
-        if len(buffer) >= BUFFER_SIZE:
-            written += await anyio.to_thread.run_sync(_write, fd, bytes(buffer))
-            buffer.clear()
-    if buffer:
-        written += await anyio.to_thread.run_sync(_write, fd, bytes(buffer))
+    try:
+        async for chunk in chunks:
+            buffer += chunk
+            if len(buffer) >= BUFFER_SIZE:
+                written += await _result(in_flight)
+                in_flight = writer.submit(_write, fd, buffer, hasher)
+                buffer = bytearray()
+        written += await _result(in_flight)
+        in_flight = writer.submit(_write, fd, buffer, hasher)
+        written += await _result(in_flight)
+        in_flight = None
+    finally:
+        # The caller closes `fd` next: no write may still be running then,
+        # even when this request was cancelled.
+        if in_flight is not None:
+            wait([in_flight])
     return written
 
 
-def _write(fd: int, data: bytes) -> int:
+async def _result(future: Future[int] | None) -> int:
+    return 0 if future is None else await asyncio.wrap_future(future)
+
+
+def _write(fd: int, data: bytearray, hasher: Any) -> int:
+    if hasher is not None:
+        hasher.update(data)
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
