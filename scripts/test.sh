@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The real clients and peers the tests drive.
-DEBIAN_PACKAGES=(skopeo podman buildah docker-registry uidmap wrk curl)
+DEBIAN_PACKAGES=(skopeo podman buildah docker-registry uidmap wrk curl apache2-utils)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
@@ -23,7 +23,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 
-.venv/bin/ruff check src tests
-.venv/bin/ruff format --check src tests
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
