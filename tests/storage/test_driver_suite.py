@@ -122,3 +122,11 @@ async def test_sha512_blobs(store):
     await stage(store, "u1", data)
     await store.commit_upload("u1", digest)
     assert await store.stat(digest) == 1000
+
+
+async def test_many_tiny_chunks_are_written_in_order(store):
+    parts = [bytes([i % 256]) for i in range(5000)]
+    await store.create_upload("u1")
+
+    assert await store.append_upload("u1", 0, chunks(*parts)) == 5000
+    assert await collect(store.read_upload("u1")) == b"".join(parts)
