@@ -188,15 +188,19 @@ def put_manifest(client: Client, repo: str, reference: str, manifest: bytes) -> 
     )
 
 
-def list_all(client: Client, path: str, key: str) -> list[str]:
-    """Every entry of a paginated list, following `Link` to the last page."""
-    entries: list[str] = []
+def fetch_pages(client: Client, path: str) -> list[bytes]:
+    """The raw pages of a paginated list: the part a benchmark times."""
+    pages = []
     target: str | None = path
     while target is not None:
         page = client.request("GET", target)
-        entries.extend(json.loads(page.body)[key] or [])
+        pages.append(page.body)
         target = next_page(page.headers.get("Link"))
-    return entries
+    return pages
+
+
+def entries_of(pages: list[bytes], key: str) -> list[str]:
+    return [entry for page in pages for entry in json.loads(page)[key] or []]
 
 
 def next_page(link: str | None) -> str | None:

@@ -8,7 +8,7 @@ import os
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -17,6 +17,7 @@ from dockyard.api.access_log import AccessLog
 from dockyard.api.catalog import catalog
 from dockyard.api.dispatch import ALL_METHODS, dispatch
 from dockyard.api.errors import error_response
+from dockyard.api.jsonbody import json_body
 from dockyard.bootstrap import build_registry
 from dockyard.config import Config
 from dockyard.core.registry import Registry
@@ -45,7 +46,7 @@ def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
 
 
 async def api_version(request: Request) -> Response:
-    return JSONResponse({})
+    return json_body({})
 
 
 async def routing_error(request: Request, exc: Exception) -> Response:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from dockyard.api.errors import registry_error_response, unexpected_error_response
+from dockyard.api.jsonbody import json_body
 from dockyard.core.digest import Digest
 from dockyard.core.errors import RegistryError
 from dockyard.core.names import check_name, parse_reference
@@ -30,7 +31,7 @@ async def _referrers(request: Request) -> Response:
 
     subject = await _resolve(request, name, reference)
     tree = await referrer_tree(registry, name, subject)
-    return JSONResponse(
+    return json_body(
         {
             "repository": name,
             "subject": str(subject),

@@ -6,8 +6,9 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
+from dockyard.api.jsonbody import json_body
 from dockyard.core.errors import PaginationInvalid
 
 # The most entries one response holds; clients follow `Link` for the rest.
@@ -18,7 +19,7 @@ Lister = Callable[[int | None, str | None], Awaitable[list[str]]]
 
 async def paginated(
     request: Request, key: str, lister: Lister, default: int | None, **body: str
-) -> JSONResponse:
+) -> Response:
     """List one page through `lister(limit, last)`, linking to the next.
 
     One entry more than the page is asked for, so that `Link` appears only
@@ -26,14 +27,14 @@ async def paginated(
     """
     limit, last = page_request(request, default)
     if limit == 0:
-        return JSONResponse({**body, key: []})
+        return json_body({**body, key: []})
 
     items = await lister(None if limit is None else limit + 1, last)
     headers = {}
     if limit is not None and len(items) > limit:
         items = items[:limit]
         headers["Link"] = next_link(request, limit, items[-1])
-    return JSONResponse({**body, key: items}, headers=headers)
+    return json_body({**body, key: items}, headers)
 
 
 def next_link(request: Request, limit: int, last: str, **query: str) -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.responses import Response
 
 from dockyard.api.context import RepositoryRequest
+from dockyard.api.jsonbody import json_body
 from dockyard.api.pagination import next_link, page_request
 from dockyard.core.digest import Digest
 from dockyard.core.manifest import OCI_INDEX
@@ -39,7 +38,7 @@ async def list_referrers(ctx: RepositoryRequest) -> Response:
         "mediaType": OCI_INDEX,
         "manifests": [descriptor.to_json() for descriptor in found],
     }
-    return Response(json.dumps(index), headers=headers, media_type=OCI_INDEX)
+    return json_body(index, headers, OCI_INDEX)
 
 
 HANDLERS = {"GET": list_referrers}

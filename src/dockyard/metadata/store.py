@@ -89,11 +89,17 @@ class SqlMetadataStore:
             yield connection
 
     @contextmanager
-    def _writing(self) -> Iterator[Connection]:
+    def _writing(self, cached: bool = True) -> Iterator[Connection]:
+        """A write transaction; `cached=False` if it changes nothing cached."""
         with self.engine.connect() as connection:
             connection = connection.execution_options(writing=True)
             with connection.begin():
                 yield connection
+        if cached:
+            self._committed()
+
+    def _committed(self) -> None:
+        """Called after each commit that may change what readers cached."""
 
     def _repository_id(self, connection: Connection, name: str) -> int | None:
         query = select(repositories.c.id).where(repositories.c.name == name)
@@ -171,7 +177,7 @@ class SqlMetadataStore:
 
     @_in_thread
     def create_upload(self, record: UploadRecord) -> None:
-        with self._writing() as connection:
+        with self._writing(cached=False) as connection:
             connection.execute(
                 uploads.insert().values(
                     id=record.upload_id,
@@ -192,7 +198,7 @@ class SqlMetadataStore:
 
     @_in_thread
     def delete_upload(self, upload_id: str) -> None:
-        with self._writing() as connection:
+        with self._writing(cached=False) as connection:
             connection.execute(uploads.delete().where(uploads.c.id == upload_id))
 
     # Manifests and tags
