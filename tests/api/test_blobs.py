@@ -344,3 +344,15 @@ def test_longest_valid_name_is_accepted(client: httpx.Client, repo: str) -> None
     push(client, name, DATA)
 
     assert client.get(f"/v2/{name}/blobs/{sha256(DATA)}").content == DATA
+
+
+def test_blob_lost_from_storage_is_404_not_500(client, repo, server):
+    data = b"soon gone from the disk " + repo.encode()
+    digest = push(client, repo, data)
+    encoded = digest.split(":", 1)[1]
+    (server.data_dir / "storage" / "blobs" / "sha256" / encoded[:2] / encoded).unlink()
+
+    response = client.get(f"/v2/{repo}/blobs/{digest}")
+
+    assert_spec_error(response, 404, "BLOB_UNKNOWN")
+    assert "missing from storage" in response.json()["errors"][0]["message"]

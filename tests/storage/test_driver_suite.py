@@ -50,7 +50,7 @@ async def test_committed_upload_becomes_a_blob(store):
     await store.commit_upload("u1", digest)
 
     assert await store.stat(digest) == len(data)
-    assert await collect(store.read(digest)) == data
+    assert await collect(await store.open(digest)) == data
     assert await store.upload_size("u1") is None
 
 
@@ -60,8 +60,8 @@ async def test_read_a_range(store):
     await stage(store, "u1", data)
     await store.commit_upload("u1", digest)
 
-    assert await collect(store.read(digest, 100, 50)) == data[100:150]
-    assert await collect(store.read(digest, 2500)) == data[2500:]
+    assert await collect(await store.open(digest, 100, 50)) == data[100:150]
+    assert await collect(await store.open(digest, 2500)) == data[2500:]
 
 
 async def test_appends_grow_the_staged_size(store):
@@ -130,3 +130,34 @@ async def test_many_tiny_chunks_are_written_in_order(store):
 
     assert await store.append_upload("u1", 0, chunks(*parts)) == 5000
     assert await collect(store.read_upload("u1")) == b"".join(parts)
+
+
+async def test_opening_a_missing_blob_says_so_before_streaming(store):
+    assert await store.open(Digest.of(b"absent")) is None
+
+
+async def test_a_stream_longer_than_one_buffer_reads_whole(store):
+    data = os.urandom(9 * 1024 * 1024 + 3)
+    digest = Digest.of(data)
+    await stage(store, "u1", data)
+    await store.commit_upload("u1", digest)
+
+    assert await collect(await store.open(digest)) == data
+    assert (
+        await collect(await store.open(digest, 5, 8 * 1024 * 1024))
+        == data[5 : 5 + 8 * 1024 * 1024]
+    )
+
+
+async def test_a_stream_closed_early_releases_its_file(store):
+    data = os.urandom(9 * 1024 * 1024)
+    digest = Digest.of(data)
+    await stage(store, "u1", data)
+    await store.commit_upload("u1", digest)
+    open_files = len(os.listdir("/proc/self/fd"))
+
+    stream = await store.open(digest)
+    await stream.__anext__()
+    await stream.aclose()
+
+    assert len(os.listdir("/proc/self/fd")) == open_files

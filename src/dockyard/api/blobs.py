@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from dockyard.api.context import RepositoryRequest
 from dockyard.core.digest import Digest
-from dockyard.core.errors import BlobUnknown, RangeNotSatisfiable
-
-logger = logging.getLogger(__name__)
+from dockyard.core.errors import RangeNotSatisfiable
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -43,36 +39,14 @@ async def get(ctx: RepositoryRequest) -> Response:
     requested = ctx.request.headers.get("range")
     byte_range = parse_range(requested, size) if requested else None
     if byte_range is None:
-        return await _whole(ctx, digest, headers)
+        body = await ctx.registry.open_blob(digest)
+        return StreamingResponse(body, headers=headers)
 
     start, end = byte_range
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
-    body = ctx.registry.read_blob(digest, start, end - start + 1)
+    body = await ctx.registry.open_blob(digest, start, end - start + 1)
     return StreamingResponse(body, status_code=206, headers=headers)
-
-
-async def _whole(ctx: RepositoryRequest, digest: Digest, headers: dict) -> Response:
-    path = ctx.registry.blob_file(digest)
-    # FileResponse answers a Range header by itself, with plain-text errors;
-    # the ranges it would see here are the several ones sent whole on purpose.
-    if path is None or "range" in ctx.request.headers:
-        return StreamingResponse(ctx.registry.read_blob(digest), headers=headers)
-
-    try:
-        stat_result = os.stat(path)
-    except FileNotFoundError:
-        # Linked in the metadata but gone from storage: say so, do not crash.
-        logger.error("blob %s is recorded but missing from storage", digest)
-        raise BlobUnknown(f"blob {digest} is missing from storage") from None
-
-    # The file is sent by the server itself (ASGI pathsend) when it can.
-    return FileResponse(
-        path,
-        headers=headers,
-        media_type="application/octet-stream",
-        stat_result=stat_result,
-    )
 
 
 async def delete(ctx: RepositoryRequest) -> Response:

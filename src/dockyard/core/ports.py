@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from dockyard.core.digest import Digest
@@ -26,13 +25,13 @@ class BlobStore(Protocol):
     async def stat(self, digest: Digest) -> int | None:
         """The blob's size, or None when the store does not hold it."""
 
-    def local_path(self, digest: Digest) -> Path | None:
-        """A file the server may send directly, if the driver has one."""
-
-    def read(
+    async def open(
         self, digest: Digest, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        """Stream `length` bytes (or the rest) of a blob from `offset`."""
+    ) -> AsyncIterator[bytes] | None:
+        """Stream `length` bytes (or the rest) of a blob from `offset`.
+
+        None when the store lacks the blob, known before any byte is sent.
+        """
 
     async def delete(self, digest: Digest) -> None: ...
 

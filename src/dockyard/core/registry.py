@@ -6,12 +6,12 @@ for happens here, so each HTTP handler only translates a request into one call.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from dockyard.core import errors
@@ -42,6 +42,9 @@ class UploadStatus:
 class PutResult:
     digest: Digest
     subject: Digest | None
+
+
+logger = logging.getLogger(__name__)
 
 
 class _RunningHashes:
@@ -98,14 +101,15 @@ class Registry:
             raise errors.BlobUnknown(f"blob {digest} is not in repository {repository}")
         return size
 
-    def read_blob(
+    async def open_blob(
         self, digest: Digest, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
-        return self.blobs.read(digest, offset, length)
-
-    def blob_file(self, digest: Digest) -> Path | None:
-        """A local file holding the blob, for servers that can send files."""
-        return self.blobs.local_path(digest)
+        """The blob's bytes; `BlobUnknown` if the store lost what was recorded."""
+        stream = await self.blobs.open(digest, offset, length)
+        if stream is None:
+            logger.error("blob %s is recorded but missing from storage", digest)
+            raise errors.BlobUnknown(f"blob {digest} is missing from storage")
+        return stream
 
     async def delete_blob(self, repository: str, digest: Digest) -> None:
         if not await self.metadata.unlink_blob(repository, digest):

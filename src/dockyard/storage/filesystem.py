@@ -43,7 +43,8 @@ class FilesystemBlobStore:
         self._uploads = root / "uploads"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._uploads.mkdir(parents=True, exist_ok=True)
-        self._writer = ThreadPoolExecutor(thread_name_prefix="dockyard-write")
+        # File reads and writes run here, off the event loop.
+        self._io = ThreadPoolExecutor(thread_name_prefix="dockyard-io")
 
     def _blob_path(self, digest: Digest) -> Path:
         return self._blobs / digest.algorithm / digest.encoded[:2] / digest.encoded
@@ -63,14 +64,13 @@ class FilesystemBlobStore:
         except FileNotFoundError:
             return None
 
-    def local_path(self, digest: Digest) -> Path | None:
-        return self._blob_path(digest)
-
-    async def read(
+    async def open(
         self, digest: Digest, offset: int = 0, length: int | None = None
-    ) -> AsyncIterator[bytes]:
-        async for chunk in _read_file(self._blob_path(digest), offset, length):
-            yield chunk
+    ) -> AsyncIterator[bytes] | None:
+        path = self._blob_path(digest)
+        if not path.exists():
+            return None
+        return _stream(path, offset, length, self._io)
 
     async def delete(self, digest: Digest) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -111,14 +111,13 @@ class FilesystemBlobStore:
                     f"upload holds {size} bytes, not {offset}", size
                 )
             os.lseek(fd, offset, os.SEEK_SET)
-            written = await _write_all(fd, chunks, hasher, self._writer)
+            written = await _write_all(fd, chunks, hasher, self._io)
             return offset + written
         finally:
             os.close(fd)
 
-    async def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
-        async for chunk in _read_file(self._upload_path(upload_id), 0, None):
-            yield chunk
+    def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
+        return _stream(self._upload_path(upload_id), 0, None, self._io)
 
     async def commit_upload(self, upload_id: str, digest: Digest) -> None:
         source = self._upload_path(upload_id)
@@ -214,20 +213,38 @@ def _skip(views: list[memoryview], count: int) -> list[memoryview]:
     return views
 
 
-async def _read_file(
-    path: Path, offset: int, length: int | None
+async def _stream(
+    path: Path, offset: int, length: int | None, reader: Executor
 ) -> AsyncIterator[bytes]:
-    with open(path, "rb", buffering=0) as file:
-        file.seek(offset)
-        remaining = length
-        while remaining is None or remaining > 0:
-            size = BUFFER_SIZE if remaining is None else min(BUFFER_SIZE, remaining)
-            chunk = await anyio.to_thread.run_sync(file.read, size)
-            if not chunk:
-                return
-            if remaining is not None:
-                remaining -= len(chunk)
-            yield chunk
+    """Bytes of a file from `offset`, the next read already running on a thread.
+
+    Measured on the benchmark machine, 4 MiB reads streamed this way pull a
+    256 MiB blob faster than the server's own file sending (ASGI pathsend).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    in_flight: Future[bytes] | None = None
+    try:
+        end = os.fstat(fd).st_size if length is None else offset + length
+        in_flight = _next_read(reader, fd, offset, end)
+        while in_flight is not None:
+            chunk = await asyncio.wrap_future(in_flight)
+            offset += len(chunk)
+            in_flight = _next_read(reader, fd, offset, end) if chunk else None
+            if chunk:
+                yield chunk
+    finally:
+        # A client that hangs up stops the stream; no read may still be using
+        # `fd` when it closes.
+        if in_flight is not None:
+            wait([in_flight])
+        os.close(fd)
+
+
+def _next_read(
+    reader: Executor, fd: int, offset: int, end: int
+) -> Future[bytes] | None:
+    size = min(BUFFER_SIZE, end - offset)
+    return reader.submit(os.pread, fd, size, offset) if size > 0 else None
 
 
 def _durable_rename(source: Path, target: Path) -> None:
