@@ -39,8 +39,9 @@ async def get(ctx: RepositoryRequest) -> Response:
     requested = ctx.request.headers.get("range")
     byte_range = parse_range(requested, size) if requested else None
     if byte_range is None:
-        body = await ctx.registry.open_blob(digest)
-        return StreamingResponse(body, headers=headers)
+        # Streamed from Python rather than sent by the server (ASGI pathsend),
+        # which reads in 128 KiB pieces: single pulls measured faster this way.
+        return StreamingResponse(await ctx.registry.open_blob(digest), headers=headers)
 
     start, end = byte_range
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"

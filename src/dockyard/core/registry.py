@@ -107,9 +107,13 @@ class Registry:
         """The blob's bytes; `BlobUnknown` if the store lost what was recorded."""
         stream = await self.blobs.open(digest, offset, length)
         if stream is None:
-            logger.error("blob %s is recorded but missing from storage", digest)
-            raise errors.BlobUnknown(f"blob {digest} is missing from storage")
+            raise self.blob_lost(digest)
         return stream
+
+    def blob_lost(self, digest: Digest) -> errors.BlobUnknown:
+        """The error for a blob the metadata records but storage lacks."""
+        logger.error("blob %s is recorded but missing from storage", digest)
+        return errors.BlobUnknown(f"blob {digest} is missing from storage")
 
     async def delete_blob(self, repository: str, digest: Digest) -> None:
         if not await self.metadata.unlink_blob(repository, digest):

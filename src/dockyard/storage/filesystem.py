@@ -32,6 +32,9 @@ from dockyard.core.errors import UploadInvalid, UploadOffsetMismatch, UploadUnkn
 # dozen writes, small enough that many concurrent transfers fit in memory.
 BUFFER_SIZE = 4 * 1024 * 1024
 
+# Bytes per read when streaming a blob out; two are in memory per stream.
+READ_SIZE = 1024 * 1024
+
 # Buffers one writev() may take; the kernel refuses more than IOV_MAX (1024).
 MAX_VECTORS = 512
 
@@ -216,11 +219,7 @@ def _skip(views: list[memoryview], count: int) -> list[memoryview]:
 async def _stream(
     path: Path, offset: int, length: int | None, reader: Executor
 ) -> AsyncIterator[bytes]:
-    """Bytes of a file from `offset`, the next read already running on a thread.
-
-    Measured on the benchmark machine, 4 MiB reads streamed this way pull a
-    256 MiB blob faster than the server's own file sending (ASGI pathsend).
-    """
+    """Bytes of a file from `offset`, the next read already running on a thread."""
     fd = os.open(path, os.O_RDONLY)
     in_flight: Future[bytes] | None = None
     try:
@@ -243,7 +242,7 @@ async def _stream(
 def _next_read(
     reader: Executor, fd: int, offset: int, end: int
 ) -> Future[bytes] | None:
-    size = min(BUFFER_SIZE, end - offset)
+    size = min(READ_SIZE, end - offset)
     return reader.submit(os.pread, fd, size, offset) if size > 0 else None
 
 
