@@ -154,11 +154,13 @@ def manifest_descriptor(body: bytes, media_type: str = OCI_MANIFEST) -> Descript
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    """The response is a spec error: the status, a JSON body and the code."""
+    """The spec's error body: a JSON list of one {code, message, detail}."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    codes = [error["code"] for error in response.json()["errors"]]
-    assert code in codes, response.text
+    errors = response.json()["errors"]
+    assert [e["code"] for e in errors] == [code], response.text
+    assert set(errors[0]) == {"code", "message", "detail"}
+    assert errors[0]["message"]
 
 
 # Referrers

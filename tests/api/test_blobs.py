@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.helpers import sha256, sha512
+from tests.api.helpers import assert_error, sha256, sha512
 
 DATA = bytes(range(256)) * 4
 SIZE = len(DATA)
@@ -19,16 +19,6 @@ def push(client: httpx.Client, repo: str, data: bytes, digest: str = "") -> str:
     )
     assert response.status_code == 201, response.text
     return digest
-
-
-def assert_spec_error(response: httpx.Response, status: int, code: str) -> None:
-    """The spec's error body: a JSON list of {code, message, detail}."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    errors = response.json()["errors"]
-    assert [e["code"] for e in errors] == [code]
-    assert set(errors[0]) == {"code", "message", "detail"}
-    assert errors[0]["message"]
 
 
 @pytest.fixture
@@ -95,7 +85,7 @@ def test_sha512_blob_is_not_found_by_its_sha256(
 
     response = client.get(f"/v2/{repo}/blobs/{sha256(DATA)}")
 
-    assert_spec_error(response, 404, "BLOB_UNKNOWN")
+    assert_error(response, 404, "BLOB_UNKNOWN")
 
 
 # Ranges
@@ -158,7 +148,7 @@ def test_range_beyond_the_blob_is_416(
 ) -> None:
     response = get_range(client, blob, spec)
 
-    assert_spec_error(response, 416, "RANGE_INVALID")
+    assert_error(response, 416, "RANGE_INVALID")
     assert response.headers["content-range"] == f"bytes */{SIZE}"
 
 
@@ -167,7 +157,7 @@ def test_range_of_empty_blob_is_416(client: httpx.Client, repo: str) -> None:
 
     response = get_range(client, f"/v2/{repo}/blobs/{digest}", "bytes=0-")
 
-    assert_spec_error(response, 416, "RANGE_INVALID")
+    assert_error(response, 416, "RANGE_INVALID")
     assert response.headers["content-range"] == "bytes */0"
 
 
@@ -180,7 +170,7 @@ def test_malformed_range_is_a_json_error(
 ) -> None:
     response = get_range(client, blob, spec)
 
-    assert_spec_error(response, 416, "RANGE_INVALID")
+    assert_error(response, 416, "RANGE_INVALID")
     assert response.headers["content-range"] == f"bytes */{SIZE}"
 
 
@@ -201,7 +191,7 @@ def test_huge_range_numbers_are_not_a_server_error(
 ) -> None:
     response = get_range(client, blob, f"bytes={'9' * 40}-")
 
-    assert_spec_error(response, 416, "RANGE_INVALID")
+    assert_error(response, 416, "RANGE_INVALID")
 
 
 # Unknown and malformed digests
@@ -210,7 +200,7 @@ def test_huge_range_numbers_are_not_a_server_error(
 def test_unknown_blob_is_404(client: httpx.Client, repo: str) -> None:
     url = f"/v2/{repo}/blobs/{sha256(b'never pushed')}"
 
-    assert_spec_error(client.get(url), 404, "BLOB_UNKNOWN")
+    assert_error(client.get(url), 404, "BLOB_UNKNOWN")
     assert client.head(url).status_code == 404
 
 
@@ -220,7 +210,7 @@ def test_blob_of_another_repository_is_404(
     other = f"{repo}-other"
     url = blob.replace(f"/v2/{repo}/", f"/v2/{other}/")
 
-    assert_spec_error(client.get(url), 404, "BLOB_UNKNOWN")
+    assert_error(client.get(url), 404, "BLOB_UNKNOWN")
     assert client.head(url).status_code == 404
 
 
@@ -253,19 +243,19 @@ def test_mounted_blob_is_readable_in_the_other_repository(
 def test_malformed_digest_is_400(client: httpx.Client, repo: str, digest: str) -> None:
     url = f"/v2/{repo}/blobs/{digest}"
 
-    assert_spec_error(client.get(url), 400, "DIGEST_INVALID")
-    assert_spec_error(client.delete(url), 400, "DIGEST_INVALID")
+    assert_error(client.get(url), 400, "DIGEST_INVALID")
+    assert_error(client.delete(url), 400, "DIGEST_INVALID")
     assert client.head(url).status_code == 400
 
 
 def test_empty_digest_is_400(client: httpx.Client, repo: str) -> None:
-    assert_spec_error(client.get(f"/v2/{repo}/blobs/"), 400, "DIGEST_INVALID")
+    assert_error(client.get(f"/v2/{repo}/blobs/"), 400, "DIGEST_INVALID")
 
 
 def test_unsupported_method_is_405(client: httpx.Client, blob: str) -> None:
     response = client.post(blob, content=b"x")
 
-    assert_spec_error(response, 405, "UNSUPPORTED")
+    assert_error(response, 405, "UNSUPPORTED")
     assert "GET" in response.headers["allow"]
 
 
@@ -276,20 +266,20 @@ def test_delete_gives_202_then_the_blob_is_404(client: httpx.Client, blob: str) 
     response = client.delete(blob)
 
     assert response.status_code == 202
-    assert_spec_error(client.get(blob), 404, "BLOB_UNKNOWN")
+    assert_error(client.get(blob), 404, "BLOB_UNKNOWN")
     assert client.head(blob).status_code == 404
 
 
 def test_delete_twice_is_404(client: httpx.Client, blob: str) -> None:
     client.delete(blob)
 
-    assert_spec_error(client.delete(blob), 404, "BLOB_UNKNOWN")
+    assert_error(client.delete(blob), 404, "BLOB_UNKNOWN")
 
 
 def test_delete_unknown_blob_is_404(client: httpx.Client, repo: str) -> None:
     url = f"/v2/{repo}/blobs/{sha256(b'never pushed')}"
 
-    assert_spec_error(client.delete(url), 404, "BLOB_UNKNOWN")
+    assert_error(client.delete(url), 404, "BLOB_UNKNOWN")
 
 
 def test_delete_leaves_other_repositories_alone(
@@ -333,8 +323,8 @@ INVALID_NAMES = [
 def test_invalid_repository_name_is_400(client: httpx.Client, name: str) -> None:
     url = f"/v2/{name}/blobs/{sha256(DATA)}"
 
-    assert_spec_error(client.get(url), 400, "NAME_INVALID")
-    assert_spec_error(client.delete(url), 400, "NAME_INVALID")
+    assert_error(client.get(url), 400, "NAME_INVALID")
+    assert_error(client.delete(url), 400, "NAME_INVALID")
     assert client.head(url).status_code == 400
 
 
@@ -354,5 +344,5 @@ def test_blob_lost_from_storage_is_404_not_500(client, repo, server):
 
     response = client.get(f"/v2/{repo}/blobs/{digest}")
 
-    assert_spec_error(response, 404, "BLOB_UNKNOWN")
+    assert_error(response, 404, "BLOB_UNKNOWN")
     assert "missing from storage" in response.json()["errors"][0]["message"]

@@ -9,20 +9,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.helpers import push_blob, sha256, sha512
+from tests.api.helpers import assert_error, push_blob, sha256, sha512
 from tests.server import RunningServer
 
 DATA = b"0123456789" * 10
-
-
-def assert_spec_error(response: httpx.Response, status: int, code: str) -> None:
-    """The spec's error body: a JSON list of {code, message, detail}."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    errors = response.json()["errors"]
-    assert [e["code"] for e in errors] == [code]
-    assert set(errors[0]) == {"code", "message", "detail"}
-    assert errors[0]["message"]
 
 
 def open_session(client: httpx.Client, repo: str, **params: str) -> str:
@@ -91,13 +81,13 @@ def test_unsupported_digest_algorithm_is_400(client: httpx.Client, repo: str) ->
         f"/v2/{repo}/blobs/uploads/", params={"digest-algorithm": "md5"}
     )
 
-    assert_spec_error(response, 400, "DIGEST_INVALID")
+    assert_error(response, 400, "DIGEST_INVALID")
 
 
 def test_post_to_a_session_url_is_an_error(client: httpx.Client, repo: str) -> None:
     location = open_session(client, repo)
 
-    assert_spec_error(client.post(location), 400, "BLOB_UPLOAD_INVALID")
+    assert_error(client.post(location), 400, "BLOB_UPLOAD_INVALID")
 
 
 # One-request upload
@@ -148,7 +138,7 @@ def test_post_with_wrong_digest_keeps_nothing(
         f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=DATA
     )
 
-    assert_spec_error(response, 400, "DIGEST_INVALID")
+    assert_error(response, 400, "DIGEST_INVALID")
     assert client.head(f"/v2/{repo}/blobs/{digest}").status_code == 404
     assert client.head(f"/v2/{repo}/blobs/{sha256(DATA)}").status_code == 404
     assert set((server.data_dir / "storage" / "uploads").iterdir()) <= staged
@@ -159,7 +149,7 @@ def test_post_with_malformed_digest_is_400(client: httpx.Client, repo: str) -> N
         f"/v2/{repo}/blobs/uploads/", params={"digest": "sha256:nope"}, content=DATA
     )
 
-    assert_spec_error(response, 400, "DIGEST_INVALID")
+    assert_error(response, 400, "DIGEST_INVALID")
 
 
 def test_post_of_the_same_blob_twice_is_fine(client: httpx.Client, repo: str) -> None:
@@ -335,7 +325,7 @@ def test_out_of_order_chunk_is_416_and_not_appended(
 
     response = send_chunk(client, location, DATA[start : start + 10], start)
 
-    assert_spec_error(response, 416, "BLOB_UPLOAD_INVALID")
+    assert_error(response, 416, "BLOB_UPLOAD_INVALID")
     assert response.headers["range"] == "0-9"
     assert client.get(location).headers["range"] == "0-9"
 
@@ -345,7 +335,7 @@ def test_first_chunk_must_start_at_zero(client: httpx.Client, repo: str) -> None
 
     response = send_chunk(client, location, DATA[:10], 10)
 
-    assert_spec_error(response, 416, "BLOB_UPLOAD_INVALID")
+    assert_error(response, 416, "BLOB_UPLOAD_INVALID")
     assert client.get(location).headers["range"] == "0-0"
 
 
@@ -371,7 +361,7 @@ def test_malformed_content_range_is_400(
         location, content=DATA[:10], headers={"Content-Range": header}
     )
 
-    assert_spec_error(response, 400, "BLOB_UPLOAD_INVALID")
+    assert_error(response, 400, "BLOB_UPLOAD_INVALID")
     assert client.get(location).headers["range"] == "0-0"
 
 
@@ -382,7 +372,7 @@ def test_content_range_longer_than_body_is_400(client: httpx.Client, repo: str) 
         location, content=DATA[:10], headers={"Content-Range": "0-19"}
     )
 
-    assert_spec_error(response, 400, "BLOB_UPLOAD_INVALID")
+    assert_error(response, 400, "BLOB_UPLOAD_INVALID")
     assert client.get(location).headers["range"] == "0-0"
 
 
@@ -452,7 +442,7 @@ def test_put_with_out_of_order_last_chunk_is_416(
         headers={"Content-Range": f"50-{len(DATA) - 1}"},
     )
 
-    assert_spec_error(response, 416, "BLOB_UPLOAD_INVALID")
+    assert_error(response, 416, "BLOB_UPLOAD_INVALID")
     assert client.get(location).headers["range"] == "0-39"
 
 
@@ -465,10 +455,10 @@ def test_put_with_wrong_digest_keeps_nothing(
 
     response = client.put(location, params={"digest": wrong})
 
-    assert_spec_error(response, 400, "DIGEST_INVALID")
+    assert_error(response, 400, "DIGEST_INVALID")
     assert client.head(f"/v2/{repo}/blobs/{wrong}").status_code == 404
     assert client.head(f"/v2/{repo}/blobs/{sha256(DATA)}").status_code == 404
-    assert_spec_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
     assert not os.path.exists(staged_file(server, location))
 
 
@@ -478,7 +468,7 @@ def test_put_without_digest_is_400(client: httpx.Client, repo: str) -> None:
 
     response = client.put(location)
 
-    assert_spec_error(response, 400, "DIGEST_INVALID")
+    assert_error(response, 400, "DIGEST_INVALID")
 
 
 def test_put_without_digest_leaves_the_session_open(
@@ -498,7 +488,7 @@ def test_put_with_malformed_digest_is_400(client: httpx.Client, repo: str) -> No
 
     response = client.put(location, params={"digest": "sha256:short"}, content=DATA)
 
-    assert_spec_error(response, 400, "DIGEST_INVALID")
+    assert_error(response, 400, "DIGEST_INVALID")
 
 
 def test_put_twice_is_404(client: httpx.Client, repo: str) -> None:
@@ -507,7 +497,7 @@ def test_put_twice_is_404(client: httpx.Client, repo: str) -> None:
 
     response = client.put(location, params={"digest": sha256(DATA)})
 
-    assert_spec_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 def test_finished_session_is_gone(
@@ -516,7 +506,7 @@ def test_finished_session_is_gone(
     location = open_session(client, repo)
     client.put(location, params={"digest": sha256(DATA)}, content=DATA)
 
-    assert_spec_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
     assert not os.path.exists(staged_file(server, location))
 
 
@@ -661,7 +651,7 @@ def test_delete_cancels_the_session(
     response = client.delete(location)
 
     assert response.status_code == 204
-    assert_spec_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
     assert not os.path.exists(staged_file(server, location))
 
 
@@ -669,13 +659,13 @@ def test_cancelled_session_takes_no_more_data(client: httpx.Client, repo: str) -
     location = open_session(client, repo)
     client.delete(location)
 
-    assert_spec_error(client.patch(location, content=DATA), 404, "BLOB_UPLOAD_UNKNOWN")
-    assert_spec_error(
+    assert_error(client.patch(location, content=DATA), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(
         client.put(location, params={"digest": sha256(DATA)}, content=DATA),
         404,
         "BLOB_UPLOAD_UNKNOWN",
     )
-    assert_spec_error(client.delete(location), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(client.delete(location), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 # Unknown sessions
@@ -695,7 +685,7 @@ def test_unknown_session_is_404(
         method, url, params={"digest": sha256(DATA)}, content=DATA
     )
 
-    assert_spec_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 @pytest.mark.parametrize("method", ["GET", "PATCH", "PUT", "DELETE"])
@@ -704,7 +694,7 @@ def test_missing_session_id_is_404(
 ) -> None:
     response = client.request(method, f"/v2/{repo}/blobs/uploads/", content=DATA)
 
-    assert_spec_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 @pytest.mark.parametrize("method", ["GET", "PATCH", "PUT", "DELETE"])
@@ -718,7 +708,7 @@ def test_session_of_another_repository_is_404(
         method, elsewhere, params={"digest": sha256(DATA)}, content=DATA
     )
 
-    assert_spec_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(response, 404, "BLOB_UPLOAD_UNKNOWN")
     assert client.get(location).headers["range"] == "0-0"
 
 
@@ -746,7 +736,7 @@ INVALID_NAMES = [
 def test_invalid_repository_name_is_400(client: httpx.Client, name: str) -> None:
     response = client.post(f"/v2/{name}/blobs/uploads/")
 
-    assert_spec_error(response, 400, "NAME_INVALID")
+    assert_error(response, 400, "NAME_INVALID")
 
 
 @pytest.mark.parametrize("name", INVALID_NAMES)
@@ -757,11 +747,11 @@ def test_invalid_repository_name_in_one_request_is_400(
         f"/v2/{name}/blobs/uploads/", params={"digest": sha256(DATA)}, content=DATA
     )
 
-    assert_spec_error(response, 400, "NAME_INVALID")
+    assert_error(response, 400, "NAME_INVALID")
 
 
 def test_invalid_name_on_a_session_url_is_400(client: httpx.Client, repo: str) -> None:
     location = open_session(client, repo)
     elsewhere = location.replace(f"/v2/{repo}/", "/v2/Upper/")
 
-    assert_spec_error(client.get(elsewhere), 400, "NAME_INVALID")
+    assert_error(client.get(elsewhere), 400, "NAME_INVALID")
