@@ -1,6 +1,5 @@
 """The per-process cache never serves an answer older than a committed write."""
 
-
 import pytest
 from sqlalchemy import create_engine
 
