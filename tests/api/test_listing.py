@@ -387,3 +387,11 @@ def test_unsupported_method_is_a_json_405(
     response = client.request(method, path.format(repo=repo))
 
     assert_json_error(response, 405)
+
+
+@pytest.mark.parametrize("n", ["%C2%B2", "%D9%A1"])
+def test_non_ascii_digits_are_not_page_sizes(client, repo, n):
+    push_image(client, repo, "v1")
+    for path in ("/v2/_catalog", f"/v2/{repo}/tags/list"):
+        response = client.get(f"{path}?n={n}")
+        assert_error(response, 400, "PAGINATION_NUMBER_INVALID")

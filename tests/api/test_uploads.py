@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -755,3 +756,20 @@ def test_invalid_name_on_a_session_url_is_400(client: httpx.Client, repo: str) -
     elsewhere = location.replace(f"/v2/{repo}/", "/v2/Upper/")
 
     assert_error(client.get(elsewhere), 400, "NAME_INVALID")
+
+
+def test_concurrent_finishes_store_the_blob_once_and_never_fail(client, repo):
+    data = os.urandom(4 * 1024 * 1024)
+    location = client.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]
+    client.patch(location, content=data)
+
+    def finish(_: int) -> int:
+        with httpx.Client(timeout=60) as http:
+            return http.put(location, params={"digest": sha256(data)}).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(finish, range(6)))
+
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {201, 400, 404}, statuses
+    assert client.get(f"/v2/{repo}/blobs/{sha256(data)}").content == data

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from dockyard.core.digest import Digest
-from dockyard.core.errors import UploadOffsetMismatch
+from dockyard.core.errors import UploadInvalid, UploadOffsetMismatch, UploadUnknown
 from dockyard.storage.filesystem import FilesystemBlobStore
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +161,51 @@ async def test_a_stream_closed_early_releases_its_file(store):
     await stream.aclose()
 
     assert len(os.listdir("/proc/self/fd")) == open_files
+
+
+async def test_a_sealed_upload_takes_no_more_bytes(store):
+    await stage(store, "u1", b"abc")
+
+    async with store.sealed_upload("u1"):
+        with pytest.raises(UploadInvalid):
+            await store.append_upload("u1", 3, chunks(b"late"))
+
+    assert await collect(store.read_upload("u1")) == b"abc"
+
+
+async def test_an_upload_is_sealed_by_one_request_at_a_time(store):
+    await stage(store, "u1", b"abc")
+    async with store.sealed_upload("u1"):
+        with pytest.raises(UploadInvalid):
+            async with store.sealed_upload("u1"):
+                pass
+
+
+async def test_bytes_for_an_upload_cancelled_meanwhile_are_refused(store):
+    await stage(store, "u1", b"abc")
+
+    async def cancelled_midway():
+        yield b"de"
+        await store.cancel_upload("u1")
+        yield b"fg"
+
+    with pytest.raises(UploadUnknown):
+        await store.append_upload("u1", 3, cancelled_midway())
+
+
+async def test_a_committed_upload_cannot_be_appended_to(store):
+    data = b"final"
+    digest = Digest.of(data)
+    await stage(store, "u1", data)
+    await store.commit_upload("u1", digest)
+
+    with pytest.raises(UploadUnknown):
+        await store.append_upload("u1", 5, chunks(b"evil"))
+    assert await collect(await store.open(digest)) == data
+
+
+async def test_committing_a_cancelled_upload_is_an_upload_error(store):
+    await stage(store, "u1", b"x")
+    await store.cancel_upload("u1")
+    with pytest.raises(UploadUnknown):
+        await store.commit_upload("u1", Digest.of(b"x"))

@@ -125,3 +125,31 @@ def test_non_object_bodies_are_invalid(body):
 def test_unknown_media_types_are_refused():
     with pytest.raises(ManifestInvalid, match="unsupported"):
         parse(image(mediaType="application/x-custom"), "application/x-custom")
+
+
+@pytest.mark.parametrize(
+    "body, fault",
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "JSON"),
+        (json.dumps(image()).encode("utf-16"), "JSON"),
+        (
+            json.dumps(image(artifactType="x\ud800")).encode("utf-8", "surrogatepass"),
+            "JSON",
+        ),
+        (b'{"schemaVersion": 2, "config": {"x": "\\udcff"}}', "JSON"),
+    ],
+)
+def test_bodies_other_clients_could_not_read_are_invalid(body, fault):
+    with pytest.raises(ManifestInvalid, match=fault):
+        parse_manifest(body, OCI_MANIFEST)
+
+
+@pytest.mark.parametrize("digest", [5, ["x"], None, {"a": 1}])
+def test_descriptor_digest_must_be_a_string(digest):
+    with pytest.raises(ManifestInvalid, match="digest must be a string"):
+        parse(image(config=descriptor(D1) | {"digest": digest}))
+
+
+def test_schema_version_must_be_the_integer_two():
+    with pytest.raises(ManifestInvalid, match="schemaVersion"):
+        parse(image(schemaVersion=2.0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dockyard.api.errors import registry_error_response
+from dockyard.api.errors import registry_error_response, unexpected_error_response
 from dockyard.api.pagination import paginated
 from dockyard.core.errors import RegistryError
 
@@ -20,3 +20,5 @@ async def catalog(request: Request) -> Response:
         )
     except RegistryError as exc:
         return registry_error_response(exc)
+    except Exception as exc:
+        return unexpected_error_response(exc, "GET /v2/_catalog")

@@ -64,7 +64,7 @@ async def put(ctx: RepositoryRequest) -> Response:
 async def _read_body(request: Request, limit: int) -> bytes:
     """The manifest body, refused as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and not declared.isdigit():
+    if declared is not None and not (declared.isascii() and declared.isdigit()):
         raise SizeInvalid(f"Content-Length {declared!r} is not a number")
     if declared is not None and int(declared) > limit:
         raise _too_large(int(declared), limit)

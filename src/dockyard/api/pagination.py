@@ -50,7 +50,7 @@ def page_request(
     raw = request.query_params.get("n")
     if raw is None or raw == "":
         limit = default
-    elif raw.isdigit():
+    elif raw.isascii() and raw.isdigit():
         limit = min(int(raw), MAX_PAGE)
     else:
         raise PaginationInvalid(f"n must be a non-negative integer, not {raw!r}")

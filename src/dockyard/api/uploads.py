@@ -106,8 +106,9 @@ def _chunk_start(ctx: RepositoryRequest) -> int | None:
         raise UploadInvalid(f"malformed Content-Range {header!r}: expected FIRST-LAST")
 
     first, last = int(match[1]), int(match[2])
-    length = ctx.request.headers.get("content-length")
-    if last < first or (length is not None and length != str(last - first + 1)):
+    length = ctx.request.headers.get("content-length", "")
+    declared = int(length) if length.isascii() and length.isdigit() else None
+    if last < first or (length and declared != last - first + 1):
         raise UploadInvalid(
             f"Content-Range {header!r} does not match Content-Length {length}"
         )

@@ -8,9 +8,10 @@ subject. Fields Dockyard does not know are kept because the bytes are kept.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from dockyard.core.digest import Digest
 from dockyard.core.errors import DigestInvalid, ManifestInvalid
@@ -97,15 +98,17 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
 
 def manifest_annotations(body: bytes) -> dict[str, str]:
     """The annotations of a manifest already stored, hence already valid."""
-    annotations = json.loads(body).get("annotations")
+    annotations = orjson.loads(body).get("annotations")
     return annotations if isinstance(annotations, dict) else {}
 
 
 def _load_json(body: bytes) -> dict[str, Any]:
+    # orjson accepts UTF-8 only and refuses lone surrogates and nesting past
+    # 1,024 levels: what other clients could not read back is refused here.
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ManifestInvalid(f"manifest is not valid UTF-8 JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ManifestInvalid("manifest must be a JSON object")
     return document
@@ -180,7 +183,7 @@ def _parse_index(document: dict[str, Any], media_type: str) -> Manifest:
 
 def _check_schema_version(document: dict[str, Any]) -> None:
     version = document.get("schemaVersion")
-    if version != 2 or isinstance(version, bool):
+    if type(version) is not int or version != 2:
         raise ManifestInvalid(f"schemaVersion must be 2, not {version!r}")
 
 
@@ -211,8 +214,11 @@ def _descriptor(item: Any, where: str) -> Descriptor:
     size = item.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ManifestInvalid(f"{where}.size must be a non-negative integer")
+    text = item.get("digest")
+    if not isinstance(text, str):
+        raise ManifestInvalid(f"{where}.digest must be a string")
     try:
-        digest = Digest.parse(item.get("digest") or "")
+        digest = Digest.parse(text)
     except DigestInvalid as exc:
         raise ManifestInvalid(f"{where}.digest: {exc.message}") from None
 

@@ -7,6 +7,7 @@ operations run on a filesystem and SQLite or on S3 and PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -58,6 +59,13 @@ class BlobStore(Protocol):
         """
 
     def read_upload(self, upload_id: str) -> AsyncIterator[bytes]: ...
+
+    def sealed_upload(self, upload_id: str) -> AbstractAsyncContextManager[None]:
+        """Hold off every other request on the upload while it is finished.
+
+        Raises `UploadInvalid` if another request holds it, `UploadUnknown`
+        if it is gone.
+        """
 
     async def commit_upload(self, upload_id: str, digest: Digest) -> None:
         """Make the staged bytes durable and visible as blob `digest`."""

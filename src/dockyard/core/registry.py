@@ -183,17 +183,18 @@ class Registry:
             await self.append_upload(repository, upload_id, chunks, start)
         else:
             await self._upload(repository, upload_id)
-        size = await self._staged_size(upload_id)
 
-        actual = await self._staged_digest(upload_id, size, digest.algorithm)
-        if actual != digest:
-            await self.cancel_upload(repository, upload_id)
-            raise errors.DigestInvalid(
-                f"digest {digest} does not match the uploaded content ({actual}, "
-                f"{size} bytes); the upload was discarded"
-            )
+        async with self.blobs.sealed_upload(upload_id):
+            size = await self._staged_size(upload_id)
+            actual = await self._staged_digest(upload_id, size, digest.algorithm)
+            if actual != digest:
+                await self._discard(upload_id)
+                raise errors.DigestInvalid(
+                    f"digest {digest} does not match the uploaded content "
+                    f"({actual}, {size} bytes); the upload was discarded"
+                )
+            await self.blobs.commit_upload(upload_id, digest)
 
-        await self.blobs.commit_upload(upload_id, digest)
         await self.metadata.link_blob(repository, digest, size)
         await self.metadata.delete_upload(upload_id)
         return size

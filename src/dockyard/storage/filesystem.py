@@ -20,6 +20,7 @@ import fcntl
 import os
 from collections.abc import AsyncIterable, AsyncIterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +103,8 @@ class FilesystemBlobStore:
         chunks: AsyncIterable[bytes],
         hasher: Any = None,
     ) -> int:
+        fd = self._open_locked(upload_id, os.O_WRONLY)
         try:
-            fd = os.open(self._upload_path(upload_id), os.O_WRONLY)
-        except FileNotFoundError:
-            raise UploadUnknown(f"upload {upload_id} has no data") from None
-        try:
-            _lock(fd, upload_id)
             size = os.fstat(fd).st_size
             if size != offset:
                 raise UploadOffsetMismatch(
@@ -115,9 +112,36 @@ class FilesystemBlobStore:
                 )
             os.lseek(fd, offset, os.SEEK_SET)
             written = await _write_all(fd, chunks, hasher, self._io)
+            # Cancelled while the bytes arrived: they went nowhere.
+            _check_still_staged(fd, self._upload_path(upload_id), upload_id)
             return offset + written
         finally:
             os.close(fd)
+
+    @asynccontextmanager
+    async def sealed_upload(self, upload_id: str) -> AsyncIterator[None]:
+        fd = self._open_locked(upload_id, os.O_RDONLY)
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+    def _open_locked(self, upload_id: str, flags: int) -> int:
+        """The staged file, locked against other requests, or an upload error."""
+        path = self._upload_path(upload_id)
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            raise _gone(upload_id) from None
+        try:
+            _lock(fd, upload_id)
+            # Finished (renamed into a blob) or cancelled while this request
+            # opened the file: writing to it now would change a stored blob.
+            _check_still_staged(fd, path, upload_id)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
         return _stream(self._upload_path(upload_id), 0, None, self._io)
@@ -125,21 +149,38 @@ class FilesystemBlobStore:
     async def commit_upload(self, upload_id: str, digest: Digest) -> None:
         source = self._upload_path(upload_id)
         target = self._blob_path(digest)
-        await anyio.to_thread.run_sync(_durable_rename, source, target)
+        try:
+            await anyio.to_thread.run_sync(_durable_rename, source, target)
+        except FileNotFoundError:
+            raise _gone(upload_id) from None
 
     async def cancel_upload(self, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._upload_path(upload_id).unlink()
 
 
+def _gone(upload_id: str) -> UploadUnknown:
+    return UploadUnknown(f"upload {upload_id} was finished or cancelled")
+
+
+def _check_still_staged(fd: int, path: Path, upload_id: str) -> None:
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        same = False
+    if not same:
+        raise _gone(upload_id)
+
+
 def _lock(fd: int, upload_id: str) -> None:
-    # Two requests appending to one upload at once would interleave bytes.
+    # Two requests writing to, or finishing, one upload at once would mix
+    # their bytes or store a blob that changes after it was verified.
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EAGAIN, errno.EACCES):
             raise UploadInvalid(
-                f"upload {upload_id} is receiving data in another request"
+                f"upload {upload_id} is busy with another request; retry later"
             ) from None
         raise
 
