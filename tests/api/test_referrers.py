@@ -713,3 +713,14 @@ def test_sparse_indexes_still_need_the_blobs_of_image_manifests(
     response = put_manifest(sparse_client, repo, "v1", oci_manifest(config, [absent]))
 
     assert_error(response, 400, "MANIFEST_BLOB_UNKNOWN")
+
+
+def test_page_of_zero_referrers_is_empty(client, repo):
+    body, digest = push_image(client, repo)
+    push_artifact(client, repo, manifest_descriptor(body))
+
+    assert len(get_referrers(client, repo, digest).json()["manifests"]) == 1
+    response = client.get(f"/v2/{repo}/referrers/{digest}?n=0")
+    assert response.status_code == 200
+    assert response.json()["manifests"] == []
+    assert "Link" not in response.headers

@@ -19,11 +19,13 @@ async def list_referrers(ctx: RepositoryRequest) -> Response:
     subject = Digest.parse(ctx.target)
     artifact_type = ctx.request.query_params.get("artifactType") or None
     limit, last = page_request(ctx.request, DEFAULT_PAGE)
-    limit = limit or DEFAULT_PAGE
+    limit = DEFAULT_PAGE if limit is None else limit
 
-    found = await ctx.registry.list_referrers(
-        ctx.name, subject, artifact_type, limit + 1, last
-    )
+    found = []
+    if limit > 0:
+        found = await ctx.registry.list_referrers(
+            ctx.name, subject, artifact_type, limit + 1, last
+        )
 
     headers = {}
     if artifact_type is not None:
