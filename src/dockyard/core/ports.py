@@ -119,9 +119,6 @@ class MetadataStore(Protocol):
     async def linked_blob_size(self, repository: str, digest: Digest) -> int | None:
         """The blob's size if it is linked into the repository."""
 
-    async def blob_size(self, digest: Digest) -> int | None:
-        """The blob's size if any repository holds it."""
-
     async def link_blob(self, repository: str, digest: Digest, size: int) -> None: ...
 
     async def unlink_blob(self, repository: str, digest: Digest) -> bool: ...

@@ -131,12 +131,6 @@ class SqlMetadataStore:
             return connection.scalar(query)
 
     @_in_thread
-    def blob_size(self, digest: Digest) -> int | None:
-        query = select(blobs.c.size).where(blobs.c.digest == str(digest))
-        with self._reading() as connection:
-            return connection.scalar(query)
-
-    @_in_thread
     def link_blob(self, repository: str, digest: Digest, size: int) -> None:
         now = _now()
         blob = self._insert(blobs).values(digest=str(digest), size=size, created_at=now)
