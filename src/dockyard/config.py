@@ -8,13 +8,21 @@ names the key and the value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -40,6 +48,56 @@ class StorageConfig(BaseModel):
     path: Path | None = None
 
 
+class AuthConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # None: on when at least one user exists as `dockyard serve` starts.
+    enabled: bool | None = None
+    # The `service` clients send to the token endpoint, and the tokens' `aud`.
+    service: str = "dockyard"
+    issuer: str = "dockyard"
+    # Defaults to `<this registry's external URL>/token`.
+    realm: str | None = None
+    algorithm: Literal["ES256", "RS256"] = "ES256"
+    # Defaults to `<data_dir>/token-signing-key.pem`, created on first start.
+    signing_key: Path | None = None
+    # Lifetime of the registry tokens `/token` hands out, in seconds.
+    token_ttl: int = Field(default=300, ge=30, le=86400)
+    # Lifetime of refresh tokens (`access_type=offline`), in seconds.
+    refresh_token_ttl: int = Field(default=30 * 86400, ge=300)
+    # Failed logins allowed per window before 429, per user and per address.
+    failed_logins_per_user: str = "10/5minutes"
+    failed_logins_per_address: str = "30/5minutes"
+
+    @field_validator("failed_logins_per_user", "failed_logins_per_address")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("expected COUNT/PERIOD, for example 10/5minutes") from None
+        return value
+
+
+class TlsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cert: Path | None = None
+    key: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_pair(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls.cert and tls.key go together: give both or neither")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid"
@@ -57,6 +115,12 @@ class Config(BaseSettings):
     max_manifest_bytes: int = Field(default=DEFAULT_MAX_MANIFEST_BYTES, gt=0)
     # Accept indexes that name manifests not pushed to the repository.
     sparse_indexes: bool = False
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    # Addresses or networks whose X-Forwarded-* headers are believed.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Shared counters (login throttling, rate limits); in process when unset.
+    redis_url: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -77,6 +141,16 @@ class Config(BaseSettings):
         split_listen(value)
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or network") from None
+        return value
+
     @property
     def host(self) -> str:
         return split_listen(self.listen)[0]
@@ -94,6 +168,12 @@ class Config(BaseSettings):
     @property
     def storage_path(self) -> Path:
         return (self.storage.path or self.data_dir / "storage").absolute()
+
+    @property
+    def signing_key_path(self) -> Path:
+        return (
+            self.auth.signing_key or self.data_dir / "token-signing-key.pem"
+        ).absolute()
 
     @property
     def worker_count(self) -> int:
