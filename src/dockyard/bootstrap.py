@@ -8,8 +8,14 @@ from sqlalchemy.engine import Engine
 
 from dockyard.config import Config
 from dockyard.core.registry import Registry
+from dockyard.metadata.accounts import SqlAccountStore
 from dockyard.metadata.cache import CachedMetadataStore, ChangeStamp
 from dockyard.metadata.store import SqlMetadataStore, create_db_engine
+from dockyard.services.audit import Auditor
+from dockyard.services.auth.records import AccountStore
+from dockyard.services.auth.service import AuthService
+from dockyard.services.auth.throttle import LoginThrottle
+from dockyard.services.auth.tokens import TokenSigner, load_or_create_key
 from dockyard.storage import open_blob_store
 
 
@@ -20,6 +26,10 @@ def build_registry(config: Config, engine: Engine | None = None) -> Registry:
     return Registry(blobs, metadata, config.max_manifest_bytes, config.sparse_indexes)
 
 
+def build_account_store(engine: Engine) -> SqlAccountStore:
+    return SqlAccountStore(engine)
+
+
 def _metadata_store(engine: Engine) -> SqlMetadataStore:
     """SQLite lives on one machine, so its processes can share a change stamp."""
     database = engine.url.database
@@ -27,3 +37,34 @@ def _metadata_store(engine: Engine) -> SqlMetadataStore:
         return SqlMetadataStore(engine)
     stamp = ChangeStamp(Path(database + "-stamp"))
     return CachedMetadataStore(engine, stamp)
+
+
+def auth_enabled(config: Config, store: AccountStore) -> bool:
+    """On when configured so, or, unless configured off, once a user exists."""
+    if config.auth.enabled is not None:
+        return config.auth.enabled
+    return store.count_users() > 0
+
+
+def build_auth(
+    config: Config, store: AccountStore, auditor: Auditor
+) -> AuthService | None:
+    """The auth service, or None when authentication is off."""
+    if not auth_enabled(config, store):
+        return None
+    settings = config.auth
+    key = load_or_create_key(config.signing_key_path, settings.algorithm)
+    signer = TokenSigner(key, settings.algorithm, settings.issuer, settings.service)
+    throttle = LoginThrottle(
+        settings.failed_logins_per_user,
+        settings.failed_logins_per_address,
+        config.redis_url,
+    )
+    return AuthService(
+        store,
+        signer,
+        throttle,
+        auditor,
+        settings.token_ttl,
+        settings.refresh_token_ttl,
+    )

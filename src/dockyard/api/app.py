@@ -18,10 +18,18 @@ from dockyard.api.catalog import catalog
 from dockyard.api.dispatch import ALL_METHODS, dispatch
 from dockyard.api.errors import error_response
 from dockyard.api.jsonbody import json_body
-from dockyard.bootstrap import build_registry
+from dockyard.api.proxy import behind_proxies
+from dockyard.api.token import token
+from dockyard.api.auth import auth_service, identify, unauthorized_response
+from dockyard.api.token import token
+from dockyard.bootstrap import build_auth, build_registry
 from dockyard.config import Config
+from dockyard.core.errors import Unauthorized
 from dockyard.core.registry import Registry
 from dockyard.logs import configure_logging
+from dockyard.metadata.accounts import SqlAccountStore
+from dockyard.metadata.store import create_db_engine
+from dockyard.services.audit import Auditor
 
 # `dockyard serve` hands the validated config to its worker processes here.
 WORKER_CONFIG_ENV = "_DOCKYARD_WORKER_CONFIG"
@@ -32,6 +40,7 @@ def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
         Route("/v2/", api_version, methods=["GET", "HEAD"]),
         Route("/v2", api_version, methods=["GET", "HEAD"]),
         Route("/v2/_catalog", catalog, methods=["GET"]),
+        Route("/token", token, methods=["GET", "POST"]),
         # At least one slash after /v2/, so that other methods on the routes
         # above answer 405 instead of reaching the dispatcher.
         Route("/v2/{name:path}/{target:path}", dispatch, methods=ALL_METHODS),
@@ -40,12 +49,28 @@ def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
     app = Starlette(routes=routes, exception_handlers={HTTPException: routing_error})
     # An unknown path gets a JSON 404, not a redirect to the same with a slash.
     app.router.redirect_slashes = False
+    engine = create_db_engine(config.resolved_database_url)
+    accounts = SqlAccountStore(engine)
     app.state.config = config
-    app.state.registry = registry or build_registry(config)
-    return AccessLog(app)
+    app.state.registry = registry or build_registry(config, engine)
+    app.state.auditor = Auditor(accounts)
+    app.state.auth = build_auth(config, accounts, app.state.auditor)
+    # Outermost, so that the access log names the client the proxy reports.
+    return behind_proxies(AccessLog(app), config.trusted_proxies)
 
 
 async def api_version(request: Request) -> Response:
+    """200 once the caller is authenticated, so clients can test a login."""
+    auth = auth_service(request)
+    if auth is not None:
+        try:
+            caller = await identify(request, auth)
+        except Unauthorized as exc:
+            return unauthorized_response(request, exc)
+        if caller.claims is None and caller.principal.anonymous:
+            return unauthorized_response(
+                request, Unauthorized("authentication required; log in first")
+            )
     return json_body({})
 
 

@@ -53,6 +53,7 @@ async def get(ctx: RepositoryRequest) -> Response:
 async def delete(ctx: RepositoryRequest) -> Response:
     digest = Digest.parse(ctx.target)
     await ctx.registry.delete_blob(ctx.name, digest)
+    await ctx.audit("delete", f"{ctx.name}@{digest}")
     return Response(status_code=202, headers={"Content-Length": "0"})
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dockyard.core.registry import Registry
+
+if TYPE_CHECKING:
+    from dockyard.api.auth import Caller
 
 
 @dataclass(slots=True)
@@ -23,6 +27,24 @@ class RepositoryRequest:
     registry: Registry
     name: str
     target: str
+    # None when authentication is off: everyone may do everything.
+    caller: Caller | None = None
+
+    @property
+    def actor(self) -> str:
+        return self.caller.actor if self.caller else "anonymous"
+
+    async def may(self, repository: str, actions: set[str]) -> bool:
+        """Whether the caller may also take `actions` on another repository."""
+        if self.caller is None:
+            return True
+        return await self.caller.may(self.request.app.state.auth, repository, actions)
+
+    async def audit(self, action: str, target: str, **detail: object) -> None:
+        address = self.request.client.host if self.request.client else None
+        await self.request.app.state.auditor.record_async(
+            action, self.actor, target=target, address=address, detail=detail or None
+        )
 
     def url(self, path: str) -> str:
         """An absolute URL on this registry, for `Location` headers."""

@@ -15,14 +15,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from dockyard.api import blobs, manifests, referrers, tags, uploads
+from dockyard.api.auth import auth_service, authorize, unauthorized_response
 from dockyard.api.context import Handler, RepositoryRequest
 from dockyard.api.errors import (
     error_response,
     registry_error_response,
     unexpected_error_response,
 )
-from dockyard.core.errors import RegistryError
+from dockyard.core.errors import RegistryError, Unauthorized
 from dockyard.core.names import check_name
+from dockyard.services.auth.scopes import DELETE, PULL, PUSH
 
 _RESOURCES = "manifests|blobs/uploads|blobs|tags|referrers"
 _PATH = re.compile(rf"^/v2/(?P<name>.+)/(?P<resource>{_RESOURCES})/(?P<target>[^/]*)$")
@@ -60,7 +62,14 @@ async def dispatch(request: Request) -> Response:
     try:
         name = check_name(match["name"])
         context = RepositoryRequest(request, request.app.state.registry, name, target)
+        auth = auth_service(request)
+        if auth is not None:
+            actions = needed_actions(resource, request.method)
+            context.caller = await authorize(request, auth, name, actions)
+            log_fields(request)["user"] = context.caller.actor
         return await handler(context)
+    except Unauthorized as exc:
+        return unauthorized_response(request, exc)
     except RegistryError as exc:
         return registry_error_response(exc)
     except ClientDisconnect:
@@ -68,6 +77,15 @@ async def dispatch(request: Request) -> Response:
         return Response(status_code=400)
     except Exception as exc:
         return unexpected_error_response(exc, f"{request.method} {request.url.path}")
+
+
+def needed_actions(resource: str, method: str) -> set[str]:
+    """The action a request on `resource` takes, in token-scope terms."""
+    if method == "DELETE" and resource in ("manifests", "blobs"):
+        return {DELETE}
+    if resource == "blobs/uploads" or method in ("PUT", "POST", "PATCH"):
+        return {PUSH}
+    return {PULL}
 
 
 def log_fields(request: Request) -> dict[str, object]:

@@ -25,6 +25,10 @@ def _content_range(exc: Any) -> Mapping[str, str]:
     return {"Content-Range": f"bytes */{exc.size}"}
 
 
+def _retry_after(exc: Any) -> Mapping[str, str]:
+    return {"Retry-After": str(exc.retry_after)}
+
+
 def _upload_range(exc: Any) -> Mapping[str, str]:
     return {"Range": f"0-{max(exc.size - 1, 0)}"}
 
@@ -45,6 +49,11 @@ ERROR_TABLE: dict[type[errors.RegistryError], tuple[str, int, HeaderMaker | None
     errors.ManifestBlobUnknown: ("MANIFEST_BLOB_UNKNOWN", 400, None),
     errors.ManifestTooLarge: ("SIZE_INVALID", 413, None),
     errors.PaginationInvalid: ("PAGINATION_NUMBER_INVALID", 400, None),
+    # The edge adds the WWW-Authenticate challenge, which needs the request.
+    errors.Unauthorized: ("UNAUTHORIZED", 401, None),
+    errors.Denied: ("DENIED", 403, None),
+    errors.TooManyRequests: ("TOOMANYREQUESTS", 429, _retry_after),
+    errors.ScopeInvalid: ("UNSUPPORTED", 400, None),
 }
 
 

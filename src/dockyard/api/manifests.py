@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dockyard.api.context import RepositoryRequest
+from dockyard.core.digest import Digest
 from dockyard.core.errors import ManifestTooLarge, SizeInvalid
 from dockyard.core.names import parse_reference
 from dockyard.core.ports import StoredManifest
@@ -58,6 +59,9 @@ async def put(ctx: RepositoryRequest) -> Response:
     if extra_tags:
         # The spec asks for OCI-Tag naming each tag a `?tag=` PUT accepted.
         headers["OCI-Tag"] = ", ".join(dict.fromkeys(extra_tags))
+
+    tags = [t for t in (reference, *extra_tags) if isinstance(t, str)]
+    await ctx.audit("push", f"{ctx.name}@{result.digest}", tags=tags)
     return Response(status_code=201, headers=headers)
 
 
@@ -86,6 +90,8 @@ def _too_large(size: int, limit: int) -> ManifestTooLarge:
 async def delete(ctx: RepositoryRequest) -> Response:
     reference = parse_reference(ctx.target)
     await ctx.registry.delete_manifest(ctx.name, reference)
+    separator = "@" if isinstance(reference, Digest) else ":"
+    await ctx.audit("delete", f"{ctx.name}{separator}{reference}")
     return Response(status_code=202, headers={"Content-Length": "0"})
 
 

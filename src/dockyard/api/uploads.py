@@ -16,6 +16,7 @@ from dockyard.core.errors import (
 )
 from dockyard.core.names import check_name
 from dockyard.core.registry import UploadStatus
+from dockyard.services.auth.scopes import PULL
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
@@ -51,13 +52,14 @@ async def _try_mount(
     """Mount a blob from another repository, or None to open a session.
 
     A mount that cannot happen, for whatever reason, is not an error: the
-    client falls back to uploading the blob.
+    client falls back to uploading the blob. That includes a source the caller
+    may not pull from, which then looks exactly like one without the blob.
     """
     try:
         digest = Digest.parse(mount)
-        if source is None or not await ctx.registry.mount_blob(
-            ctx.name, digest, check_name(source)
-        ):
+        if source is None or not await ctx.may(check_name(source), {PULL}):
+            return None
+        if not await ctx.registry.mount_blob(ctx.name, digest, source):
             return None
     except RegistryError:
         return None

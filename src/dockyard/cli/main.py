@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from dockyard import __version__
+from dockyard.cli.accounts import COMMANDS as ACCOUNT_COMMANDS
 from dockyard.cli.referrers import referrers
 from dockyard.cli.serve import serve
 
@@ -17,3 +18,5 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(referrers)
+for command in ACCOUNT_COMMANDS:
+    main.add_command(command)

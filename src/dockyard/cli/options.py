@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
 from dockyard.bootstrap import build_registry
 from dockyard.config import Config, ConfigError, load_config
 from dockyard.core.registry import Registry
+from dockyard.metadata.accounts import SqlAccountStore
 from dockyard.metadata.migrate import is_current
 from dockyard.metadata.store import create_db_engine
+from dockyard.services.audit import Auditor
+from dockyard.services.auth.accounts import Accounts
 
 
 def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,7 +46,18 @@ def load(config_file: Path | None, **overrides: object) -> Config:
 
 
 def open_registry(config: Config) -> Registry:
-    """The registry a server with this config uses, or exit with a reason.
+    """The registry a server with this config uses, or exit with a reason."""
+    return build_registry(config, open_database(config))
+
+
+def open_accounts(config: Config) -> Accounts:
+    """Account management on the server's database, acting as the OS user."""
+    store = SqlAccountStore(open_database(config))
+    return Accounts(store, Auditor(store), f"cli:{getpass.getuser()}")
+
+
+def open_database(config: Config) -> Engine:
+    """The server's database, or exit with a reason.
 
     Commands other than `serve` never create or migrate a database: a wrong
     --data-dir should say so, not leave an empty database behind.
@@ -61,4 +76,4 @@ def open_registry(config: Config) -> Registry:
             err=True,
         )
         sys.exit(2)
-    return build_registry(config, engine)
+    return engine

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from dockyard.cli.options import config_options, load
 from dockyard.config import Config
 from dockyard.logs import configure_logging
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 logger = logging.getLogger("dockyard.serve")
 
@@ -24,22 +29,36 @@ logger = logging.getLogger("dockyard.serve")
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), help="Log line format."
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path),
+    help="PEM certificate chain; serves HTTPS with --tls-key.",
+)
+@click.option("--tls-key", type=click.Path(path_type=Path), help="PEM private key.")
 def serve(
     config_file: Path | None,
     data_dir: Path | None,
     listen: str | None,
     workers: int | None,
     log_format: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
 ) -> None:
     """Run the registry: the OCI distribution API under /v2/."""
+    # Only the flags given: the rest of the tls section comes from the file or
+    # the environment, which the config merges key by key.
+    tls_flags = {"cert": tls_cert, "key": tls_key}
+    tls = {k: v for k, v in tls_flags.items() if v is not None}
     config = load(
         config_file,
         listen=listen,
         data_dir=data_dir,
         workers=workers,
         log_format=log_format,
+        tls=tls or None,
     )
     configure_logging(config.log_format, config.log_level)
+    _check_tls(config)
     _prepare_storage(config)
 
     logger.info(
@@ -48,9 +67,38 @@ def serve(
         config.storage_path,
     )
     logger.info(
-        "listening on http://%s with %d workers", config.listen, config.worker_count
+        "listening on %s://%s with %d workers",
+        "https" if config.tls.enabled else "http",
+        config.listen,
+        config.worker_count,
     )
     _run_server(config)
+
+
+def _check_tls(config: Config) -> None:
+    """Exit 2 with a reason unless the certificate and key can be served."""
+    cert, key = config.tls.cert, config.tls.key
+    if cert is None or key is None:
+        return
+
+    for name, path in (("tls.cert", cert), ("tls.key", key)):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            _fail(f"cannot read {name} {path}: {exc.strerror}")
+
+    try:
+        # An empty password, so that an encrypted key fails here instead of
+        # prompting on the terminal.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key, password=b"")
+    except ssl.SSLError as exc:
+        _fail(f"tls.cert and tls.key are not a PEM certificate and its key: {exc}")
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"dockyard: {message}", err=True)
+    sys.exit(2)
 
 
 def _prepare_storage(config: Config) -> None:
@@ -66,7 +114,40 @@ def _prepare_storage(config: Config) -> None:
 
     engine = create_db_engine(config.resolved_database_url)
     upgrade(engine)
+    _prepare_auth(config, engine)
     engine.dispose()
+
+
+def _prepare_auth(config: Config, engine: Engine) -> None:
+    """Say whether logins are required, and create the signing key once.
+
+    The key is made here, before the workers start, so they all load one.
+    """
+    from dockyard.bootstrap import auth_enabled
+    from dockyard.metadata.accounts import SqlAccountStore
+    from dockyard.services.auth.tokens import load_or_create_key
+
+    store = SqlAccountStore(engine)
+    if not auth_enabled(config, store):
+        logger.warning(
+            "authentication is off: anyone who can reach this registry may push "
+            "and pull; add a user with `dockyard user add` to turn it on"
+        )
+        return
+    try:
+        load_or_create_key(config.signing_key_path, config.auth.algorithm)
+    except (OSError, ValueError) as exc:
+        click.echo(f"dockyard: cannot use the token signing key: {exc}", err=True)
+        sys.exit(2)
+    logger.info(
+        "authentication is on; tokens are signed with %s", config.auth.algorithm
+    )
+    if store.count_admins() == 0:
+        logger.warning(
+            "authentication is on and no admin exists: create one with "
+            "`dockyard user add NAME --admin --data-dir %s`",
+            config.data_dir,
+        )
 
 
 def _redacted(url: str) -> str:
@@ -96,5 +177,7 @@ def _run_server(config: Config) -> None:
         # Hand request bodies to Python in pieces of up to 4 MiB: fewer
         # wake-ups of the event loop per pushed byte.
         http1_settings=HTTP1Settings(max_buffer_size=4 * 1024 * 1024),
+        ssl_cert=config.tls.cert,
+        ssl_key=config.tls.key,
     )
     server.serve()

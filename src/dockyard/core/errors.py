@@ -80,3 +80,30 @@ class ManifestTooLarge(RegistryError):
 
 class PaginationInvalid(RegistryError):
     pass
+
+
+class Unauthorized(RegistryError):
+    """No usable credentials: the client should log in and try again.
+
+    `scope` is what the request needed, for the challenge; `reason` is the
+    RFC 6750 error (`invalid_token`, `insufficient_scope`) when there is one.
+    """
+
+    def __init__(self, message: str, scope: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.reason = reason
+
+
+class Denied(RegistryError):
+    """The caller is known but may not do this."""
+
+
+class TooManyRequests(RegistryError):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ScopeInvalid(RegistryError):
+    pass

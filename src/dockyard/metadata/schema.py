@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -120,4 +122,92 @@ uploads = Table(
     Column("repository", String(255), nullable=False),
     Column("algorithm", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Accounts and permissions (see dockyard.services.auth.permissions).
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("is_admin", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # Refresh tokens issued before this are no longer honoured.
+    Column("credentials_changed_at", DateTime(timezone=True), nullable=False),
+)
+
+# A namespace is owned by the user of its name or is an organisation's.
+namespaces = Table(
+    "namespaces",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Public (anonymous pull) or private, set on a namespace or one repository.
+visibility = Table(
+    "visibility",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("public", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("team_id", ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# Actions on a namespace or repository glob, for one user or one team.
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE")),
+    Column("team_id", ForeignKey("teams.id", ondelete="CASCADE")),
+    Column("pattern", String(255), nullable=False),
+    Column("actions", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Access tokens for CI and robots; only a hash of the secret is kept.
+access_tokens = Table(
+    "access_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE")),
+    Column("secret_hash", String(128), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("address", String(64)),
+    Column("target", String(1024)),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text),
+    Index("ix_audit_events_occurred_at", "occurred_at"),
 )
