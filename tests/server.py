@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
+    # The CA that signed the server's certificate; None for plain HTTP.
+    ca_file: Path | None = None
 
     @property
     def host(self) -> str:
@@ -31,7 +34,15 @@ class RunningServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        scheme = "https" if self.ca_file else "http"
+        return f"{scheme}://{self.host}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's `verify=`: trusting exactly the server's CA, if it has one."""
+        if self.ca_file is None:
+            return True
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -63,8 +74,13 @@ def launch(
     args: list[str] | None = None,
     env: dict[str, str] | None = None,
     location_flags: bool = True,
+    ca_file: Path | None = None,
 ) -> RunningServer:
-    """Start a server; without `location_flags`, args must say where it lives."""
+    """Start a server; without `location_flags`, args must say where it lives.
+
+    Give `ca_file` when args make it serve HTTPS: the CA its certificate is
+    signed by, which `url` and the readiness check then rely on.
+    """
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
@@ -88,18 +104,21 @@ def launch(
         start_new_session=True,
         env={**os.environ, **(env or {})},
     )
-    server = RunningServer(data_dir, port, process, log_path, args or [])
+    server = RunningServer(data_dir, port, process, log_path, args or [], ca_file)
     _wait_ready(server)
     return server
 
 
 def _wait_ready(server: RunningServer, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
+    verify = server.verify
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(f"dockyard serve exited:\n{server.log()}")
         try:
-            if httpx.get(f"{server.url}/v2/", timeout=1).status_code == 200:
+            response = httpx.get(f"{server.url}/v2/", timeout=1, verify=verify)
+            # 401: the server is up and wants credentials for the API.
+            if response.status_code in (200, 401):
                 return
         except httpx.TransportError:
             pass

@@ -14,13 +14,12 @@ from starlette.types import ASGIApp
 
 from dockyard.api import management
 from dockyard.api.access_log import AccessLog
+from dockyard.api.auth import auth_service, identify, unauthorized_response
 from dockyard.api.catalog import catalog
 from dockyard.api.dispatch import ALL_METHODS, dispatch
 from dockyard.api.errors import error_response
 from dockyard.api.jsonbody import json_body
 from dockyard.api.proxy import behind_proxies
-from dockyard.api.token import token
-from dockyard.api.auth import auth_service, identify, unauthorized_response
 from dockyard.api.token import token
 from dockyard.bootstrap import build_auth, build_registry
 from dockyard.config import Config
