@@ -68,6 +68,8 @@ async def identify(request: Request, auth: AuthService, scope: str = "") -> Call
     try:
         if kind == "bearer":
             claims = auth.signer.verify(value.strip())
+            if claims.token_id is not None:
+                await _check_access_token(auth, claims)
             return Caller(_token_principal(claims), claims)
         if kind == "basic":
             username, password = _basic(value.strip())
@@ -144,6 +146,14 @@ def challenge(request: Request, exc: Unauthorized) -> str:
 def auth_realm(request: Request) -> str:
     configured: str | None = request.app.state.config.auth.realm
     return configured or str(request.base_url).rstrip("/") + "/token"
+
+
+async def _check_access_token(auth: AuthService, claims: Claims) -> None:
+    """Revoking or expiring an access token ends the JWTs issued for it too."""
+    try:
+        await auth.principal_for(claims)
+    except Unauthorized as exc:
+        raise Unauthorized(exc.message, reason="invalid_token") from None
 
 
 def _token_principal(claims: Claims) -> Principal:

@@ -9,6 +9,7 @@ the request the token does not cover.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,6 +31,9 @@ from dockyard.core.errors import RegistryError, Unauthorized
 from dockyard.services.auth.permissions import Principal
 from dockyard.services.auth.scopes import Scope, parse_scopes
 from dockyard.services.auth.service import AuthService
+
+# OAuth2 token requests are a few form fields; a longer body is no such request.
+_FORM_LIMIT = 64 * 1024
 
 
 async def token(request: Request) -> Response:
@@ -63,7 +67,11 @@ async def _docker(request: Request, auth: AuthService) -> Response:
 
 
 async def _oauth(request: Request, auth: AuthService) -> Response:
-    form = await request.form()
+    form = await _form(request)
+    if form is None:
+        return error_response(
+            "UNSUPPORTED", 413, f"a token request has at most {_FORM_LIMIT} bytes"
+        )
     grant_type = form.get("grant_type")
     scopes = parse_scopes([str(form.get("scope", ""))])
     address = client_address(request)
@@ -85,6 +93,20 @@ async def _oauth(request: Request, auth: AuthService) -> Response:
         )
     granted = await auth.grant(principal, scopes)
     return _answer(auth, principal, granted, refresh)
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The urlencoded form OAuth2 clients send, or None if it is too long.
+
+    Parsed here rather than by Starlette, whose form parser needs
+    python-multipart, which Dockyard does not depend on.
+    """
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _FORM_LIMIT:
+            return None
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 def _refresh_token(auth: AuthService, caller: Caller, offline: bool) -> str | None:

@@ -325,7 +325,10 @@ class SqlAccountStore:
             access_tokens.c.id == name_or_id, access_tokens.c.name == name_or_id
         )
         with self._writing() as connection:
-            row = connection.execute(_token_query().where(match)).first()
+            found = connection.execute(_token_query().where(match)).all()
+            # An id is unique and random; prefer it over a name that equals it.
+            rows = sorted(found, key=lambda each: each.id != name_or_id)
+            row = rows[0] if rows else None
             if row is None:
                 return None
             connection.execute(
@@ -371,11 +374,17 @@ class SqlAccountStore:
     ) -> list[AuditEvent]:
         query = select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
         if action is not None:
-            query = query.where(audit_events.c.action.like(action.replace("*", "%")))
+            query = query.where(_glob(audit_events.c.action, action))
         if actor is not None:
             query = query.where(audit_events.c.actor == actor)
         with self._reading() as connection:
             return [_event(row) for row in connection.execute(query)]
+
+
+def _glob(column: Any, pattern: str) -> Any:
+    """`*` matches any text; everything else, `%` and `_` included, itself."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(escaped.replace("*", "%"), escape="\\")
 
 
 def _user_id(connection: Connection, name: str) -> int | None:

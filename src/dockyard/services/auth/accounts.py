@@ -7,6 +7,7 @@ touches who may do what is checked here and recorded as an audit event.
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import UTC, datetime, timedelta
 
 from dockyard.core.errors import RegistryError
@@ -94,10 +95,9 @@ class Accounts:
         """A token with all of `user`'s rights, for `podman login --password-stdin`."""
         if self.store.get_user(user) is None:
             raise AccountError(f"no user named {user!r}")
-        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")
-        _, secret = self.create_token(
-            f"login-{user}-{stamp}"[:64], ["repository:*:*"], ttl, user
-        )
+        # Random first, so that a long user name cannot cut it off.
+        name = f"login-{secrets.token_hex(6)}-{user}"[:64]
+        _, secret = self.create_token(name, ["repository:*:*"], ttl, user)
         return secret
 
     def revoke_token(self, name_or_id: str) -> AccessToken:

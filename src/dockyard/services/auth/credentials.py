@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 TOKEN_PREFIX = "dky_"
+_TOKEN_ID = re.compile(r"[0-9a-f]{12}")
 
 _hasher = PasswordHasher()
 
@@ -53,7 +55,7 @@ def token_id_of(secret: str) -> str | None:
     if not secret.startswith(TOKEN_PREFIX):
         return None
     token_id, sep, rest = secret[len(TOKEN_PREFIX) :].partition("_")
-    if not sep or not rest or len(token_id) != 12:
+    if not sep or not rest or not _TOKEN_ID.fullmatch(token_id):
         return None
     return token_id
 

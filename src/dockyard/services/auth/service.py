@@ -131,8 +131,9 @@ class AuthService:
             token = self.store.get_token(token_id)
             if token is None or not secret_matches(secret, token.secret_hash):
                 raise Unauthorized("invalid access token")
+            principal = self._token_principal(token)
             self._touch(token)
-            return self._token_principal(token), False
+            return principal, self._first_use(token.secret_hash)
 
         user = self.store.get_user(username)
         if user is None:
@@ -143,11 +144,16 @@ class AuthService:
 
     def _check_password(self, user: User, password: str) -> bool:
         key = hashlib.sha256(f"{user.password_hash}\0{password}".encode()).hexdigest()
+        known = key in self._verified
+        if not known and not verify_password(user.password_hash, password):
+            raise Unauthorized("invalid username or password")
+        return self._first_use(key)
+
+    def _first_use(self, key: str) -> bool:
+        """Whether these credentials are new to this process, which audits once."""
         if key in self._verified:
             self._verified.move_to_end(key)
             return False
-        if not verify_password(user.password_hash, password):
-            raise Unauthorized("invalid username or password")
         self._verified[key] = None
         if len(self._verified) > _VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
@@ -169,7 +175,9 @@ class AuthService:
         user = self.store.get_user(claims.subject)
         if user is None:
             raise Unauthorized(f"user {claims.subject!r} no longer exists")
-        if claims.issued_at < user.credentials_changed_at.timestamp():
+        # `iat` has whole seconds: a token issued in the second of the change
+        # counts as after it, or one issued just after it would be refused.
+        if claims.issued_at < int(user.credentials_changed_at.timestamp()):
             raise Unauthorized("the password changed since this token was issued")
         return self._user_principal(user)
 
