@@ -338,10 +338,10 @@ class SqlAccountStore:
                 )
                 .values(revoked_at=_now())
             )
-            found = connection.execute(
+            revoked = connection.execute(
                 _token_query().where(access_tokens.c.id == row.id)
             ).first()
-            return _token(found)
+            return _token(revoked)
 
     def touch_token(self, token_id: str) -> None:
         statement = (
