@@ -17,13 +17,13 @@ from dockyard.api.access_log import AccessLog
 from dockyard.api.auth import auth_service, identify, unauthorized_response
 from dockyard.api.catalog import catalog
 from dockyard.api.dispatch import ALL_METHODS, dispatch
-from dockyard.api.errors import error_response
+from dockyard.api.errors import error_response, registry_error_response
 from dockyard.api.jsonbody import json_body
 from dockyard.api.proxy import behind_proxies
 from dockyard.api.token import token
 from dockyard.bootstrap import build_auth, build_registry
 from dockyard.config import Config
-from dockyard.core.errors import Unauthorized
+from dockyard.core.errors import RegistryError, Unauthorized
 from dockyard.core.registry import Registry
 from dockyard.logs import configure_logging
 from dockyard.metadata.accounts import SqlAccountStore
@@ -66,6 +66,8 @@ async def api_version(request: Request) -> Response:
             caller = await identify(request, auth)
         except Unauthorized as exc:
             return unauthorized_response(request, exc)
+        except RegistryError as exc:
+            return registry_error_response(exc)
         if caller.claims is None and caller.principal.anonymous:
             return unauthorized_response(
                 request, Unauthorized("authentication required; log in first")
