@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -10,12 +11,14 @@ from dockyard.config import Config
 from dockyard.core.registry import Registry
 from dockyard.metadata.accounts import SqlAccountStore
 from dockyard.metadata.cache import CachedMetadataStore, ChangeStamp
+from dockyard.metadata.collection import CollectionStore
 from dockyard.metadata.store import SqlMetadataStore, create_db_engine
 from dockyard.services.audit import Auditor
 from dockyard.services.auth.records import AccountStore
 from dockyard.services.auth.service import AuthService
 from dockyard.services.auth.throttle import LoginThrottle
 from dockyard.services.auth.tokens import TokenSigner, load_or_create_key
+from dockyard.services.gc import GarbageCollector
 from dockyard.storage import open_blob_store
 
 
@@ -23,7 +26,23 @@ def build_registry(config: Config, engine: Engine | None = None) -> Registry:
     blobs = open_blob_store(config.storage.driver, config.storage_path)
     engine = engine or create_db_engine(config.resolved_database_url)
     metadata = _metadata_store(engine)
-    return Registry(blobs, metadata, config.max_manifest_bytes, config.sparse_indexes)
+    # A HEAD renews a link a quarter of the grace period old, so a client
+    # that checked a blob has most of the period to push its manifest.
+    renewal = timedelta(seconds=config.gc.grace_period / 4)
+    return Registry(
+        blobs, metadata, config.max_manifest_bytes, config.sparse_indexes, renewal
+    )
+
+
+def build_collector(config: Config, registry: Registry) -> GarbageCollector:
+    assert isinstance(registry.metadata, SqlMetadataStore)
+    return GarbageCollector(
+        CollectionStore(registry.metadata),
+        registry.blobs,
+        timedelta(seconds=config.gc.grace_period),
+        timedelta(seconds=config.gc.upload_max_age),
+        config.gc.untagged,
+    )
 
 
 def build_account_store(engine: Engine) -> SqlAccountStore:

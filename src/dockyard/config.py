@@ -98,6 +98,21 @@ class TlsConfig(BaseModel):
         return self.cert is not None
 
 
+class GcConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Seconds between garbage collections run by `dockyard serve`; 0: never.
+    interval: int = Field(default=6 * 3600, ge=0)
+    # Blobs, links and manifests younger than this are never collected: a
+    # push in flight has this long to name its blobs in a manifest.
+    grace_period: int = Field(default=3600, ge=0)
+    # Upload sessions older than this are purged with their staged bytes.
+    upload_max_age: int = Field(default=7 * 86400, ge=60)
+    # Also delete manifests no tag reaches (directly, through an index, or as
+    # a referrer of one that is kept).
+    untagged: bool = False
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid"
@@ -116,6 +131,7 @@ class Config(BaseSettings):
     # Accept indexes that name manifests not pushed to the repository.
     sparse_indexes: bool = False
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    gc: GcConfig = Field(default_factory=GcConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     # Addresses or networks whose X-Forwarded-* headers are believed.
     trusted_proxies: list[str] = Field(default_factory=list)

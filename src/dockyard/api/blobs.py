@@ -27,7 +27,7 @@ def _headers(digest: Digest, size: int) -> dict[str, str]:
 
 async def head(ctx: RepositoryRequest) -> Response:
     digest = Digest.parse(ctx.target)
-    size = await ctx.registry.stat_blob(ctx.name, digest)
+    size = await ctx.registry.check_blob(ctx.name, digest)
     return Response(status_code=200, headers=_headers(digest, size))
 
 

@@ -6,6 +6,7 @@ import click
 
 from dockyard import __version__
 from dockyard.cli.accounts import COMMANDS as ACCOUNT_COMMANDS
+from dockyard.cli.gc import gc
 from dockyard.cli.referrers import referrers
 from dockyard.cli.serve import serve
 
@@ -18,5 +19,6 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(referrers)
+main.add_command(gc)
 for command in ACCOUNT_COMMANDS:
     main.add_command(command)

@@ -4,6 +4,8 @@ The HTTP edge maps each class to a spec error code and status in one table
 (`dockyard.api.errors`); nothing here knows about HTTP.
 """
 
+from collections.abc import Sequence
+
 
 class RegistryError(Exception):
     """A fault the client can understand and act on."""
@@ -72,6 +74,17 @@ class ManifestInvalid(RegistryError):
 
 class ManifestBlobUnknown(RegistryError):
     pass
+
+
+def missing_references(
+    repository: str, kind: str, missing: Sequence[object]
+) -> ManifestBlobUnknown:
+    shown = ", ".join(str(d) for d in missing[:5])
+    return ManifestBlobUnknown(
+        f"manifest references {kind}s not in repository {repository}: "
+        f"{shown}; push them first",
+        {"digests": [str(d) for d in missing]},
+    )
 
 
 class ManifestTooLarge(RegistryError):

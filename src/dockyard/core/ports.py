@@ -72,6 +72,15 @@ class BlobStore(Protocol):
 
     async def cancel_upload(self, upload_id: str) -> None: ...
 
+    def collection_guard(self, exclusive: bool) -> AbstractAsyncContextManager[None]:
+        """Keep garbage collection and new blob references apart.
+
+        Storing a blob and recording it, or mounting one, hold it shared;
+        garbage collection holds it exclusively while it deletes blobs, so a
+        blob is never deleted between being stored and being recorded.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class UploadRecord:
@@ -99,6 +108,10 @@ class NewManifest:
     subject: Digest | None
     blobs: Sequence[Digest]
     children: Sequence[Digest]
+    # What must be in the repository when the manifest is recorded: checked
+    # again in that transaction, against a concurrent garbage collection.
+    required_blobs: Sequence[Digest] = ()
+    required_children: Sequence[Digest] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +133,11 @@ class MetadataStore(Protocol):
         """The blob's size if it is linked into the repository."""
 
     async def link_blob(self, repository: str, digest: Digest, size: int) -> None: ...
+
+    async def renew_link(
+        self, repository: str, digest: Digest, older_than: datetime
+    ) -> None:
+        """Restart the grace period of a link made before `older_than`."""
 
     async def unlink_blob(self, repository: str, digest: Digest) -> bool: ...
 

@@ -11,7 +11,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dockyard.core import errors
@@ -83,6 +83,7 @@ class Registry:
         metadata: MetadataStore,
         max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES,
         sparse_indexes: bool = False,
+        link_renewal: timedelta = timedelta(minutes=15),
     ) -> None:
         self.blobs = blobs
         self.metadata = metadata
@@ -90,6 +91,9 @@ class Registry:
         # Indexes may name manifests the repository lacks, as for a mirror
         # of a single platform of a multi-platform image.
         self.sparse_indexes = sparse_indexes
+        # How old a link may be before a HEAD renews it; well inside the
+        # garbage collector's grace period.
+        self.link_renewal = link_renewal
         self._hashes = _RunningHashes()
 
     # Blobs
@@ -99,6 +103,17 @@ class Registry:
         size = await self.metadata.linked_blob_size(repository, digest)
         if size is None:
             raise errors.BlobUnknown(f"blob {digest} is not in repository {repository}")
+        return size
+
+    async def check_blob(self, repository: str, digest: Digest) -> int:
+        """`stat_blob` for a client asking whether to push a blob (HEAD).
+
+        A client that is told yes will name the blob in a manifest soon, so
+        the link's grace period against garbage collection starts again.
+        """
+        size = await self.stat_blob(repository, digest)
+        cutoff = datetime.now(UTC) - self.link_renewal
+        await self.metadata.renew_link(repository, digest, cutoff)
         return size
 
     async def open_blob(
@@ -121,10 +136,11 @@ class Registry:
 
     async def mount_blob(self, repository: str, digest: Digest, source: str) -> bool:
         """Link a blob from `source` without copying; False if it is not there."""
-        size = await self.metadata.linked_blob_size(source, digest)
-        if size is None or await self.blobs.stat(digest) is None:
-            return False
-        await self.metadata.link_blob(repository, digest, size)
+        async with self.blobs.collection_guard(exclusive=False):
+            size = await self.metadata.linked_blob_size(source, digest)
+            if size is None or await self.blobs.stat(digest) is None:
+                return False
+            await self.metadata.link_blob(repository, digest, size)
         return True
 
     # Uploads
@@ -193,9 +209,10 @@ class Registry:
                     f"digest {digest} does not match the uploaded content "
                     f"({actual}, {size} bytes); the upload was discarded"
                 )
-            await self.blobs.commit_upload(upload_id, digest)
+            async with self.blobs.collection_guard(exclusive=False):
+                await self.blobs.commit_upload(upload_id, digest)
+                await self.metadata.link_blob(repository, digest, size)
 
-        await self.metadata.link_blob(repository, digest, size)
         await self.metadata.delete_upload(upload_id)
         return size
 
@@ -278,6 +295,10 @@ class Registry:
             subject=subject,
             blobs=[d.digest for d in manifest.blobs],
             children=[d.digest for d in manifest.children],
+            required_blobs=[d.digest for d in manifest.required_blobs],
+            required_children=(
+                [] if self.sparse_indexes else [d.digest for d in manifest.children]
+            ),
         )
         await self.metadata.put_manifest(repository, record, tags)
         return PutResult(digest, subject)
@@ -304,12 +325,7 @@ class Registry:
         else:
             missing = await self.metadata.missing_manifests(repository, digests)
         if missing:
-            shown = ", ".join(str(d) for d in missing[:5])
-            raise errors.ManifestBlobUnknown(
-                f"manifest references {kind}s not in repository {repository}: "
-                f"{shown}; push them first",
-                {"digests": [str(d) for d in missing]},
-            )
+            raise errors.missing_references(repository, kind, missing)
 
     async def get_manifest(
         self, repository: str, reference: str | Digest

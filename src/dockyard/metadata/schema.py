@@ -59,6 +59,7 @@ repository_blobs = Table(
     ),
     Column("digest", ForeignKey("blobs.digest"), primary_key=True),
     Column("linked_at", DateTime(timezone=True), nullable=False),
+    Index("ix_repository_blobs_digest", "digest"),
 )
 
 manifests = Table(
@@ -76,6 +77,8 @@ manifests = Table(
     Column("subject", DIGEST),
     Column("content", LargeBinary, nullable=False),
     Column("pushed_at", DateTime(timezone=True), nullable=False),
+    # Written at most hourly per process: policies count pulls in days.
+    Column("last_pulled_at", DateTime(timezone=True)),
     UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
     Index("ix_manifests_repository_subject", "repository_id", "subject"),
 )
@@ -210,4 +213,34 @@ audit_events = Table(
     Column("outcome", String(16), nullable=False),
     Column("detail", Text),
     Index("ix_audit_events_occurred_at", "occurred_at"),
+)
+
+# Lifecycle, immutability and quotas (issue: lifecycle policies and GC).
+
+# Tag immutability for a repository or a whole namespace; the repository's
+# own setting wins. `exclusions` is a JSON list of tag globs left mutable.
+tag_immutability = Table(
+    "tag_immutability",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("immutable", Boolean, nullable=False),
+    Column("exclusions", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+quotas = Table(
+    "quotas",
+    metadata,
+    Column("namespace", String(255), primary_key=True),
+    Column("limit_bytes", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# An ECR-format lifecycle policy for a repository or a glob of repositories.
+lifecycle_policies = Table(
+    "lifecycle_policies",
+    metadata,
+    Column("target", String(255), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from dockyard.core.digest import Digest
+from dockyard.core.errors import missing_references
 from dockyard.core.ports import NewManifest, Referrer, StoredManifest, UploadRecord
 from dockyard.metadata.schema import (
     blobs,
@@ -75,6 +76,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored one is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class SqlMetadataStore:
@@ -140,7 +146,43 @@ class SqlMetadataStore:
             link = self._insert(repository_blobs).values(
                 repository_id=repository_id, digest=str(digest), linked_at=now
             )
-            connection.execute(link.on_conflict_do_nothing())
+            # Linking again renews the garbage collector's grace period.
+            connection.execute(
+                link.on_conflict_do_update(
+                    index_elements=[
+                        repository_blobs.c.repository_id,
+                        repository_blobs.c.digest,
+                    ],
+                    set_={"linked_at": now},
+                )
+            )
+
+    @_in_thread
+    def renew_link(self, repository: str, digest: Digest, older_than: datetime) -> None:
+        link = (
+            select(repository_blobs.c.repository_id, repository_blobs.c.linked_at)
+            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+            .where(
+                repositories.c.name == repository,
+                repository_blobs.c.digest == str(digest),
+            )
+        )
+        with self._reading() as connection:
+            row = connection.execute(link).first()
+        # Read first: most links are fresh, and a write would queue behind
+        # every other writer.
+        if row is None or _utc(row.linked_at) >= older_than:
+            return
+        renew = (
+            repository_blobs.update()
+            .where(
+                repository_blobs.c.repository_id == row.repository_id,
+                repository_blobs.c.digest == str(digest),
+            )
+            .values(linked_at=_now())
+        )
+        with self._writing(cached=False) as connection:
+            connection.execute(renew)
 
     @_in_thread
     def unlink_blob(self, repository: str, digest: Digest) -> bool:
@@ -217,9 +259,37 @@ class SqlMetadataStore:
     ) -> None:
         with self._writing() as connection:
             repository_id = self._ensure_repository(connection, repository)
+            self._check_still_present(connection, repository_id, repository, manifest)
             manifest_id = self._insert_manifest(connection, repository_id, manifest)
             for name in tag_names:
                 self._point_tag(connection, repository_id, name, manifest_id)
+
+    def _check_still_present(
+        self,
+        connection: Connection,
+        repository_id: int,
+        repository: str,
+        manifest: NewManifest,
+    ) -> None:
+        """The registry checked the references before; garbage collection may
+        have removed one since. This transaction decides."""
+        checks = (
+            (manifest.required_blobs, repository_blobs, "blob"),
+            (manifest.required_children, manifests, "manifest"),
+        )
+        for wanted, table, kind in checks:
+            if not wanted:
+                continue
+            query = select(table.c.digest).where(
+                table.c.repository_id == repository_id,
+                table.c.digest.in_([str(d) for d in wanted]),
+            )
+            # FOR SHARE on PostgreSQL holds off a collector's delete until
+            # this commits; SQLite's writers are serialised already.
+            present = set(connection.scalars(query.with_for_update(read=True)))
+            missing = [d for d in dict.fromkeys(wanted) if str(d) not in present]
+            if missing:
+                raise missing_references(repository, kind, missing)
 
     def _insert_manifest(
         self, connection: Connection, repository_id: int, manifest: NewManifest

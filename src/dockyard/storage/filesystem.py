@@ -158,6 +158,19 @@ class FilesystemBlobStore:
         with contextlib.suppress(FileNotFoundError):
             self._upload_path(upload_id).unlink()
 
+    @asynccontextmanager
+    async def collection_guard(self, exclusive: bool) -> AsyncIterator[None]:
+        # Each holder opens the file anew: flock belongs to an open file, and
+        # one shared descriptor would let the first holder unlock for all.
+        path = self.root / "collection.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            await anyio.to_thread.run_sync(fcntl.flock, fd, mode)
+            yield
+        finally:
+            os.close(fd)
+
 
 def _gone(upload_id: str) -> UploadUnknown:
     return UploadUnknown(f"upload {upload_id} was finished or cancelled")

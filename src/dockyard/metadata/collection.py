@@ -1,0 +1,166 @@
+"""The metadata side of garbage collection: a snapshot to plan from, and
+deletions that re-check, inside their own transaction, that what they delete
+is still garbage.
+
+Planning reads every manifest, tag, reference and link once; nothing reads a
+blob file, so the cost grows with the metadata, not with the bytes stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, delete, exists, select
+
+from dockyard.core.digest import Digest
+from dockyard.metadata.schema import (
+    blobs,
+    manifest_blobs,
+    manifest_children,
+    manifests,
+    repositories,
+    repository_blobs,
+    tags,
+    uploads,
+)
+from dockyard.metadata.store import SqlMetadataStore, _in_thread
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class ManifestRow:
+    id: int
+    repository: str
+    digest: str
+    subject: str | None
+    pushed_at: datetime
+    tagged: bool = False
+    children: list[str] = field(default_factory=list)
+    blobs: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What garbage collection plans from, read in one transaction."""
+
+    manifests: list[ManifestRow]
+    # (repository, digest) -> linked_at
+    links: dict[tuple[str, str], datetime]
+    # digest -> (size, created_at)
+    blobs: dict[str, tuple[int, datetime]]
+    # upload id -> created_at
+    uploads: dict[str, datetime]
+
+
+class CollectionStore:
+    def __init__(self, store: SqlMetadataStore) -> None:
+        self._store = store
+
+    @_in_thread
+    def snapshot(self) -> Snapshot:
+        with self._store._reading() as connection, connection.begin():
+            rows = connection.execute(
+                select(
+                    manifests.c.id,
+                    repositories.c.name,
+                    manifests.c.digest,
+                    manifests.c.subject,
+                    manifests.c.pushed_at,
+                ).join(repositories, repositories.c.id == manifests.c.repository_id)
+            )
+            found = {
+                row.id: ManifestRow(
+                    row.id, row.name, row.digest, row.subject, _aware(row.pushed_at)
+                )
+                for row in rows
+            }
+            for (manifest_id,) in connection.execute(select(tags.c.manifest_id)):
+                found[manifest_id].tagged = True
+            for row in connection.execute(select(manifest_children)):
+                found[row.manifest_id].children.append(row.digest)
+            for row in connection.execute(select(manifest_blobs)):
+                found[row.manifest_id].blobs.append(row.digest)
+
+            link_rows = connection.execute(
+                select(
+                    repositories.c.name,
+                    repository_blobs.c.digest,
+                    repository_blobs.c.linked_at,
+                ).join(
+                    repositories, repositories.c.id == repository_blobs.c.repository_id
+                )
+            )
+            links = {(r.name, r.digest): _aware(r.linked_at) for r in link_rows}
+            blob_rows = connection.execute(select(blobs))
+            stored = {r.digest: (r.size, _aware(r.created_at)) for r in blob_rows}
+            upload_rows = connection.execute(select(uploads.c.id, uploads.c.created_at))
+            open_uploads = {r.id: _aware(r.created_at) for r in upload_rows}
+        return Snapshot(list(found.values()), links, stored, open_uploads)
+
+    @_in_thread
+    def delete_untagged(self, manifest_id: int, cutoff: datetime) -> bool:
+        """Delete a manifest if it is still untagged, unlisted and old."""
+        row = manifests.alias("listed")
+        listed_by_index = exists().where(
+            manifest_children.c.manifest_id == row.c.id,
+            row.c.repository_id == manifests.c.repository_id,
+            manifest_children.c.digest == manifests.c.digest,
+        )
+        tagged = exists().where(tags.c.manifest_id == manifests.c.id)
+        statement = delete(manifests).where(
+            manifests.c.id == manifest_id,
+            manifests.c.pushed_at < cutoff,
+            ~tagged,
+            ~listed_by_index,
+        )
+        # Its references go with it (ON DELETE CASCADE).
+        with self._store._writing() as connection:
+            return connection.execute(statement).rowcount > 0
+
+    @_in_thread
+    def unlink_unreferenced(
+        self, repository: str, digests: Sequence[str], cutoff: datetime
+    ) -> int:
+        """Drop links no manifest of the repository references, if old."""
+        referenced = exists().where(
+            manifest_blobs.c.digest == repository_blobs.c.digest,
+            manifests.c.id == manifest_blobs.c.manifest_id,
+            manifests.c.repository_id == repository_blobs.c.repository_id,
+        )
+        repository_id = (
+            select(repositories.c.id)
+            .where(repositories.c.name == repository)
+            .scalar_subquery()
+        )
+        statement = delete(repository_blobs).where(
+            repository_blobs.c.repository_id == repository_id,
+            repository_blobs.c.digest.in_(list(digests)),
+            repository_blobs.c.linked_at < cutoff,
+            ~referenced,
+        )
+        with self._store._writing() as connection:
+            return int(connection.execute(statement).rowcount)
+
+    @_in_thread
+    def forget_blob(self, digest: Digest, cutoff: datetime) -> bool:
+        """Delete a blob's row if no repository links it and it is old.
+
+        Call with the blob store's collection guard held exclusively, and
+        delete the bytes before letting go of it.
+        """
+        linked = exists().where(repository_blobs.c.digest == blobs.c.digest)
+        statement = delete(blobs).where(
+            and_(blobs.c.digest == str(digest), blobs.c.created_at < cutoff, ~linked)
+        )
+        with self._store._writing() as connection:
+            return connection.execute(statement).rowcount > 0
+
+    @_in_thread
+    def forget_upload(self, upload_id: str) -> None:
+        with self._store._writing(cached=False) as connection:
+            connection.execute(delete(uploads).where(uploads.c.id == upload_id))
