@@ -112,6 +112,14 @@ class Denied(RegistryError):
     """The caller is known but may not do this."""
 
 
+class TagImmutable(Denied):
+    """A push would move a tag that the repository's settings freeze."""
+
+
+class QuotaExceeded(Denied):
+    """A push would take a namespace past its quota."""
+
+
 class TooManyRequests(RegistryError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from dockyard.core.digest import Digest
+from dockyard.core.settings import TagRule, Usage
 
 
 class BlobStore(Protocol):
@@ -156,9 +157,28 @@ class MetadataStore(Protocol):
     ) -> list[Digest]: ...
 
     async def put_manifest(
-        self, repository: str, manifest: NewManifest, tags: Sequence[str]
+        self,
+        repository: str,
+        manifest: NewManifest,
+        tags: Sequence[str],
+        frozen_tags: Sequence[str] = (),
     ) -> None:
-        """Store the manifest (once per repository) and point the tags at it."""
+        """Store the manifest (once per repository) and point the tags at it.
+
+        Raises `TagImmutable` if one of `frozen_tags` points at another
+        manifest already.
+        """
+
+    async def tag_rule(self, repository: str) -> TagRule:
+        """The repository's immutability setting, else its namespace's."""
+
+    async def namespace_quota(self, namespace: str) -> int | None: ...
+
+    async def usage(self, namespace: str) -> Usage:
+        """Blob bytes linked into the namespace's repositories."""
+
+    async def delete_repository(self, name: str) -> list[str]:
+        """Delete a repository's tags, manifests and links; its upload ids."""
 
     async def get_manifest(
         self, repository: str, reference: str | Digest

@@ -22,7 +22,7 @@ from dockyard.core.manifest import (
     manifest_annotations,
     parse_manifest,
 )
-from dockyard.core.names import check_name, check_tag
+from dockyard.core.names import check_name, check_tag, namespace_of
 from dockyard.core.ports import (
     BlobStore,
     MetadataStore,
@@ -140,8 +140,29 @@ class Registry:
             size = await self.metadata.linked_blob_size(source, digest)
             if size is None or await self.blobs.stat(digest) is None:
                 return False
+            await self._check_quota(repository, digest, size)
             await self.metadata.link_blob(repository, digest, size)
         return True
+
+    async def _check_quota(self, repository: str, digest: Digest, size: int) -> None:
+        """Refuse a blob that would take the namespace past its quota.
+
+        Checked per blob, so uploads finishing at the same moment may together
+        pass the quota by up to their own sizes.
+        """
+        namespace = namespace_of(repository)
+        limit = await self.metadata.namespace_quota(namespace)
+        if limit is None:
+            return
+        if await self.metadata.linked_blob_size(repository, digest) is not None:
+            return
+        used = (await self.metadata.usage(namespace)).bytes
+        if used + size > limit:
+            raise errors.QuotaExceeded(
+                f"namespace {namespace} uses {used} of its {limit}-byte quota and "
+                f"this {size}-byte blob would pass it; delete images or ask an "
+                "administrator for more"
+            )
 
     # Uploads
 
@@ -209,6 +230,11 @@ class Registry:
                     f"digest {digest} does not match the uploaded content "
                     f"({actual}, {size} bytes); the upload was discarded"
                 )
+            try:
+                await self._check_quota(repository, digest, size)
+            except errors.QuotaExceeded:
+                await self._discard(upload_id)
+                raise
             async with self.blobs.collection_guard(exclusive=False):
                 await self.blobs.commit_upload(upload_id, digest)
                 await self.metadata.link_blob(repository, digest, size)
@@ -300,7 +326,9 @@ class Registry:
                 [] if self.sparse_indexes else [d.digest for d in manifest.children]
             ),
         )
-        await self.metadata.put_manifest(repository, record, tags)
+        rule = await self.metadata.tag_rule(repository)
+        frozen = [tag for tag in tags if rule.protects(tag)]
+        await self.metadata.put_manifest(repository, record, tags, frozen)
         return PutResult(digest, subject)
 
     def _manifest_digest(self, reference: str | Digest, body: bytes) -> Digest:
@@ -387,6 +415,15 @@ class Registry:
         self, repository: str, limit: int | None, last: str | None
     ) -> list[str]:
         return await self.metadata.list_tags(repository, limit, last)
+
+    async def delete_repository(self, name: str) -> None:
+        """Its tags, manifests, links and upload sessions; the blobs go to
+        garbage collection once no repository links them."""
+        check_name(name)
+        if not await self.metadata.repository_exists(name):
+            raise errors.NameUnknown(f"repository {name} is not known")
+        for upload_id in await self.metadata.delete_repository(name):
+            await self._discard(upload_id)
 
     async def list_repositories(self, limit: int | None, last: str | None) -> list[str]:
         return await self.metadata.list_repositories(limit, last)

@@ -9,26 +9,40 @@ failing when a read lock cannot be upgraded.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Connection, create_engine, event, exists, select
+from sqlalchemy import (
+    Connection,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from dockyard.core.digest import Digest
-from dockyard.core.errors import missing_references
+from dockyard.core.errors import TagImmutable, missing_references
+from dockyard.core.names import namespace_of
 from dockyard.core.ports import NewManifest, Referrer, StoredManifest, UploadRecord
+from dockyard.core.settings import TagRule, Usage
 from dockyard.metadata.schema import (
     blobs,
     manifest_blobs,
     manifest_children,
     manifests,
+    quotas,
     repositories,
     repository_blobs,
+    tag_immutability,
     tags,
     uploads,
 )
@@ -255,14 +269,46 @@ class SqlMetadataStore:
 
     @_in_thread
     def put_manifest(
-        self, repository: str, manifest: NewManifest, tag_names: Sequence[str]
+        self,
+        repository: str,
+        manifest: NewManifest,
+        tag_names: Sequence[str],
+        frozen_tags: Sequence[str] = (),
     ) -> None:
         with self._writing() as connection:
             repository_id = self._ensure_repository(connection, repository)
             self._check_still_present(connection, repository_id, repository, manifest)
+            self._check_frozen(
+                connection, repository_id, repository, manifest, frozen_tags
+            )
             manifest_id = self._insert_manifest(connection, repository_id, manifest)
             for name in tag_names:
                 self._point_tag(connection, repository_id, name, manifest_id)
+
+    def _check_frozen(
+        self,
+        connection: Connection,
+        repository_id: int,
+        repository: str,
+        manifest: NewManifest,
+        frozen_tags: Sequence[str],
+    ) -> None:
+        if not frozen_tags:
+            return
+        query = (
+            select(tags.c.name, manifests.c.digest)
+            .join(manifests, manifests.c.id == tags.c.manifest_id)
+            .where(
+                tags.c.repository_id == repository_id,
+                tags.c.name.in_(list(frozen_tags)),
+            )
+        )
+        for name, digest in connection.execute(query):
+            if digest != str(manifest.digest):
+                raise TagImmutable(
+                    f"tag {name!r} of {repository} is immutable and points at "
+                    f"{digest}; push under a new tag"
+                )
 
     def _check_still_present(
         self,
@@ -469,6 +515,105 @@ class SqlMetadataStore:
             query = query.where(name > last)
         with self._reading() as connection:
             return list(connection.scalars(query))
+
+    # Settings, usage and whole repositories
+
+    @_in_thread
+    def tag_rule(self, repository: str) -> TagRule:
+        names = [repository, namespace_of(repository)]
+        query = select(tag_immutability).where(tag_immutability.c.name.in_(names))
+        with self._reading() as connection:
+            rows = {row.name: row for row in connection.execute(query)}
+        for name in names:
+            if name in rows:
+                row = rows[name]
+                return TagRule(bool(row.immutable), tuple(json.loads(row.exclusions)))
+        return TagRule()
+
+    @_in_thread
+    def set_tag_rule(self, name: str, rule: TagRule) -> None:
+        values = {
+            "immutable": rule.immutable,
+            "exclusions": json.dumps(list(rule.exclusions)),
+            "updated_at": _now(),
+        }
+        statement = self._insert(tag_immutability).values(name=name, **values)
+        with self._writing(cached=False) as connection:
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[tag_immutability.c.name], set_=values
+                )
+            )
+
+    @_in_thread
+    def namespace_quota(self, namespace: str) -> int | None:
+        query = select(quotas.c.limit_bytes).where(quotas.c.namespace == namespace)
+        with self._reading() as connection:
+            return connection.scalar(query)
+
+    @_in_thread
+    def set_quota(self, namespace: str, limit: int | None) -> None:
+        with self._writing(cached=False) as connection:
+            connection.execute(delete(quotas).where(quotas.c.namespace == namespace))
+            if limit is not None:
+                connection.execute(
+                    quotas.insert().values(
+                        namespace=namespace, limit_bytes=limit, updated_at=_now()
+                    )
+                )
+
+    @_in_thread
+    def usage(self, namespace: str) -> Usage:
+        in_namespace = or_(
+            repositories.c.name == namespace,
+            repositories.c.name.startswith(namespace + "/", autoescape=True),
+        )
+        query = (
+            select(
+                func.coalesce(func.sum(blobs.c.size), 0),
+                func.count(func.distinct(repositories.c.id)),
+            )
+            .select_from(repository_blobs)
+            .join(blobs, blobs.c.digest == repository_blobs.c.digest)
+            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+            .where(in_namespace)
+        )
+        with self._reading() as connection:
+            total, count = connection.execute(query).one()
+        return Usage(namespace, int(total), int(count))
+
+    @_in_thread
+    def repository_usage(self) -> list[Usage]:
+        query = (
+            select(repositories.c.name, func.coalesce(func.sum(blobs.c.size), 0))
+            .select_from(repositories)
+            .outerjoin(
+                repository_blobs,
+                repository_blobs.c.repository_id == repositories.c.id,
+            )
+            .outerjoin(blobs, blobs.c.digest == repository_blobs.c.digest)
+            .group_by(repositories.c.name)
+            .order_by(self._ordered(repositories.c.name))
+        )
+        with self._reading() as connection:
+            return [Usage(name, int(size)) for name, size in connection.execute(query)]
+
+    @_in_thread
+    def delete_repository(self, name: str) -> list[str]:
+        with self._writing() as connection:
+            repository_id = self._repository_id(connection, name)
+            upload_ids = list(
+                connection.scalars(
+                    select(uploads.c.id).where(uploads.c.repository == name)
+                )
+            )
+            connection.execute(delete(uploads).where(uploads.c.repository == name))
+            if repository_id is not None:
+                # Tags, manifests, their references and links go by cascade.
+                connection.execute(
+                    delete(repositories).where(repositories.c.id == repository_id)
+                )
+        return upload_ids
 
     def _ordered(self, column: Any) -> Any:
         # The spec's lexical order is byte order; PostgreSQL would otherwise
