@@ -11,7 +11,7 @@ from dockyard.config import Config
 from dockyard.core.registry import Registry
 from dockyard.metadata.accounts import SqlAccountStore
 from dockyard.metadata.cache import CachedMetadataStore, ChangeStamp
-from dockyard.metadata.collection import CollectionStore
+from dockyard.metadata.collection import CollectionStore, LifecycleStore
 from dockyard.metadata.store import SqlMetadataStore, create_db_engine
 from dockyard.services.audit import Auditor
 from dockyard.services.auth.records import AccountStore
@@ -19,6 +19,7 @@ from dockyard.services.auth.service import AuthService
 from dockyard.services.auth.throttle import LoginThrottle
 from dockyard.services.auth.tokens import TokenSigner, load_or_create_key
 from dockyard.services.gc import GarbageCollector
+from dockyard.services.lifecycle.runner import LifecycleRunner
 from dockyard.storage import open_blob_store
 
 
@@ -31,6 +32,18 @@ def build_registry(config: Config, engine: Engine | None = None) -> Registry:
     renewal = timedelta(seconds=config.gc.grace_period / 4)
     return Registry(
         blobs, metadata, config.max_manifest_bytes, config.sparse_indexes, renewal
+    )
+
+
+def build_lifecycle(config: Config, registry: Registry) -> LifecycleRunner:
+    assert isinstance(registry.metadata, SqlMetadataStore)
+    auditor = Auditor(SqlAccountStore(registry.metadata.engine))
+    return LifecycleRunner(
+        registry,
+        LifecycleStore(registry.metadata),
+        CollectionStore(registry.metadata),
+        auditor,
+        timedelta(seconds=config.gc.grace_period),
     )
 
 

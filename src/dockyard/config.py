@@ -113,6 +113,13 @@ class GcConfig(BaseModel):
     untagged: bool = False
 
 
+class LifecycleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Seconds between lifecycle-policy runs in `dockyard serve`; 0: never.
+    interval: int = Field(default=3600, ge=0)
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid"
@@ -132,6 +139,7 @@ class Config(BaseSettings):
     sparse_indexes: bool = False
     auth: AuthConfig = Field(default_factory=AuthConfig)
     gc: GcConfig = Field(default_factory=GcConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     # Addresses or networks whose X-Forwarded-* headers are believed.
     trusted_proxies: list[str] = Field(default_factory=list)

@@ -23,6 +23,8 @@ def _headers(manifest: StoredManifest) -> dict[str, str]:
 
 async def get(ctx: RepositoryRequest) -> Response:
     manifest = await _find(ctx)
+    # A GET is a pull; a HEAD only asks whether the tag moved.
+    await ctx.registry.note_pull(ctx.name, manifest.digest)
     return Response(manifest.content, headers=_headers(manifest))
 
 

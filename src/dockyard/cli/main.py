@@ -7,6 +7,7 @@ import click
 from dockyard import __version__
 from dockyard.cli.accounts import COMMANDS as ACCOUNT_COMMANDS
 from dockyard.cli.gc import gc
+from dockyard.cli.policy import policy
 from dockyard.cli.referrers import referrers
 from dockyard.cli.repos import quota, repo, usage
 from dockyard.cli.serve import serve
@@ -21,7 +22,7 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(referrers)
 main.add_command(gc)
-for command in (repo, quota, usage):
+for command in (repo, quota, usage, policy):
     main.add_command(command)
 for command in ACCOUNT_COMMANDS:
     main.add_command(command)

@@ -169,6 +169,9 @@ class MetadataStore(Protocol):
         manifest already.
         """
 
+    async def record_pull(self, repository: str, digest: Digest) -> None:
+        """Note that the manifest was pulled now, for lifecycle policies."""
+
     async def tag_rule(self, repository: str) -> TagRule:
         """The repository's immutability setting, else its namespace's."""
 

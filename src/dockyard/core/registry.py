@@ -7,6 +7,7 @@ for happens here, so each HTTP handler only translates a request into one call.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
@@ -30,6 +31,9 @@ from dockyard.core.ports import (
     StoredManifest,
     UploadRecord,
 )
+
+_PULL_NOTE_INTERVAL = 3600.0
+_PULLS_NOTED = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,9 @@ class Registry:
         # garbage collector's grace period.
         self.link_renewal = link_renewal
         self._hashes = _RunningHashes()
+        # When this process last recorded a pull of each manifest: policies
+        # count pulls in days, so one write an hour per manifest is plenty.
+        self._pulls_noted: OrderedDict[tuple[str, Digest], float] = OrderedDict()
 
     # Blobs
 
@@ -364,6 +371,19 @@ class Registry:
                 f"manifest {reference} is not in repository {repository}"
             )
         return manifest
+
+    async def note_pull(self, repository: str, digest: Digest) -> None:
+        """Record a pull of the manifest, at most hourly per process."""
+        key = (repository, digest)
+        now = time.monotonic()
+        last = self._pulls_noted.get(key)
+        if last is not None and now - last < _PULL_NOTE_INTERVAL:
+            return
+        self._pulls_noted[key] = now
+        self._pulls_noted.move_to_end(key)
+        if len(self._pulls_noted) > _PULLS_NOTED:
+            self._pulls_noted.popitem(last=False)
+        await self.metadata.record_pull(repository, digest)
 
     async def delete_manifest(self, repository: str, reference: str | Digest) -> None:
         """By digest: the manifest and its tags. By tag: only the tag."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import and_, delete, exists, select
+from sqlalchemy import and_, delete, exists, func, select
 
 from dockyard.core.digest import Digest
 from dockyard.metadata.schema import (
     blobs,
+    lifecycle_policies,
     manifest_blobs,
     manifest_children,
     manifests,
@@ -63,16 +65,24 @@ class CollectionStore:
 
     @_in_thread
     def snapshot(self) -> Snapshot:
+        return self._snapshot(None)
+
+    @_in_thread
+    def repository_manifests(self, repository: str) -> list[ManifestRow]:
+        return self._snapshot(repository).manifests
+
+    def _snapshot(self, repository: str | None) -> Snapshot:
+        query = select(
+            manifests.c.id,
+            repositories.c.name,
+            manifests.c.digest,
+            manifests.c.subject,
+            manifests.c.pushed_at,
+        ).join(repositories, repositories.c.id == manifests.c.repository_id)
+        if repository is not None:
+            query = query.where(repositories.c.name == repository)
         with self._store._reading() as connection, connection.begin():
-            rows = connection.execute(
-                select(
-                    manifests.c.id,
-                    repositories.c.name,
-                    manifests.c.digest,
-                    manifests.c.subject,
-                    manifests.c.pushed_at,
-                ).join(repositories, repositories.c.id == manifests.c.repository_id)
-            )
+            rows = connection.execute(query)
             found = {
                 row.id: ManifestRow(
                     row.id, row.name, row.digest, row.subject, _aware(row.pushed_at)
@@ -80,9 +90,13 @@ class CollectionStore:
                 for row in rows
             }
             for (manifest_id,) in connection.execute(select(tags.c.manifest_id)):
-                found[manifest_id].tagged = True
+                if manifest_id in found:
+                    found[manifest_id].tagged = True
             for row in connection.execute(select(manifest_children)):
-                found[row.manifest_id].children.append(row.digest)
+                if row.manifest_id in found:
+                    found[row.manifest_id].children.append(row.digest)
+            if repository is not None:
+                return Snapshot(list(found.values()), {}, {}, {})
             for row in connection.execute(select(manifest_blobs)):
                 found[row.manifest_id].blobs.append(row.digest)
 
@@ -164,3 +178,116 @@ class CollectionStore:
     def forget_upload(self, upload_id: str) -> None:
         with self._store._writing(cached=False) as connection:
             connection.execute(delete(uploads).where(uploads.c.id == upload_id))
+
+
+@dataclass(slots=True)
+class ImageRow:
+    """A top-level manifest as lifecycle policies see it: an image or index
+    that no index of its repository lists, and that refers to nothing."""
+
+    digest: str
+    tags: tuple[str, ...]
+    pushed_at: datetime
+    last_pulled_at: datetime | None
+    size: int
+
+
+class LifecycleStore:
+    def __init__(self, store: SqlMetadataStore) -> None:
+        self._store = store
+
+    @_in_thread
+    def put_policy(self, target: str, document: str) -> None:
+        values = {"document": document, "updated_at": datetime.now(UTC)}
+        with self._store._writing(cached=False) as connection:
+            connection.execute(
+                delete(lifecycle_policies).where(lifecycle_policies.c.target == target)
+            )
+            connection.execute(
+                lifecycle_policies.insert().values(target=target, **values)
+            )
+
+    @_in_thread
+    def policies(self) -> dict[str, str]:
+        query = select(lifecycle_policies.c.target, lifecycle_policies.c.document)
+        with self._store._reading() as connection:
+            return {row.target: row.document for row in connection.execute(query)}
+
+    @_in_thread
+    def delete_policy(self, target: str) -> bool:
+        statement = delete(lifecycle_policies).where(
+            lifecycle_policies.c.target == target
+        )
+        with self._store._writing(cached=False) as connection:
+            return connection.execute(statement).rowcount > 0
+
+    @_in_thread
+    def repositories(self) -> list[str]:
+        with self._store._reading() as connection:
+            return list(connection.scalars(select(repositories.c.name)))
+
+    @_in_thread
+    def images(self, repository: str) -> list[ImageRow]:
+        with self._store._reading() as connection, connection.begin():
+            rows = connection.execute(
+                select(
+                    manifests.c.id,
+                    manifests.c.digest,
+                    manifests.c.subject,
+                    manifests.c.pushed_at,
+                    manifests.c.last_pulled_at,
+                )
+                .join(repositories, repositories.c.id == manifests.c.repository_id)
+                .where(repositories.c.name == repository)
+            ).all()
+            ids = [row.id for row in rows]
+            tag_rows = connection.execute(
+                select(tags.c.manifest_id, tags.c.name).where(
+                    tags.c.manifest_id.in_(ids)
+                )
+            )
+            tagged: dict[int, list[str]] = {}
+            for row in tag_rows:
+                tagged.setdefault(row.manifest_id, []).append(row.name)
+            children = connection.execute(
+                select(
+                    manifest_children.c.manifest_id, manifest_children.c.digest
+                ).where(manifest_children.c.manifest_id.in_(ids))
+            ).all()
+            sizes = dict(
+                connection.execute(
+                    select(manifest_blobs.c.manifest_id, func.sum(blobs.c.size))
+                    .join(blobs, blobs.c.digest == manifest_blobs.c.digest)
+                    .where(manifest_blobs.c.manifest_id.in_(ids))
+                    .group_by(manifest_blobs.c.manifest_id)
+                ).all()
+            )
+        return _top_level(rows, tagged, children, sizes)
+
+
+def _top_level(
+    rows: Sequence[Any],
+    tagged: dict[int, list[str]],
+    children: Sequence[Any],
+    sizes: dict[int, int],
+) -> list[ImageRow]:
+    by_digest = {row.digest: row for row in rows}
+    listed = {child.digest for child in children}
+    child_sizes: dict[int, int] = {}
+    for child in children:
+        row = by_digest.get(child.digest)
+        if row is not None:
+            child_sizes[child.manifest_id] = child_sizes.get(
+                child.manifest_id, 0
+            ) + int(sizes.get(row.id) or 0)
+    return [
+        ImageRow(
+            row.digest,
+            tuple(sorted(tagged.get(row.id, []))),
+            _aware(row.pushed_at),
+            _aware(row.last_pulled_at) if row.last_pulled_at else None,
+            int(sizes.get(row.id) or 0) + child_sizes.get(row.id, 0),
+        )
+        for row in rows
+        if row.digest not in listed and row.subject is None
+    ]

@@ -516,6 +516,25 @@ class SqlMetadataStore:
         with self._reading() as connection:
             return list(connection.scalars(query))
 
+    @_in_thread
+    def record_pull(self, repository: str, digest: Digest) -> None:
+        repository_id = (
+            select(repositories.c.id)
+            .where(repositories.c.name == repository)
+            .scalar_subquery()
+        )
+        statement = (
+            manifests.update()
+            .where(
+                manifests.c.repository_id == repository_id,
+                manifests.c.digest == str(digest),
+            )
+            .values(last_pulled_at=_now())
+        )
+        # Pull times are read by lifecycle policies only, never from caches.
+        with self._writing(cached=False) as connection:
+            connection.execute(statement)
+
     # Settings, usage and whole repositories
 
     @_in_thread

@@ -1,0 +1,166 @@
+"""`dockyard policy`: lifecycle policies in ECR's JSON format."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+import sys
+from pathlib import Path
+
+import anyio
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dockyard.bootstrap import build_lifecycle
+from dockyard.cli.options import config_options, load, open_registry
+from dockyard.metadata.collection import LifecycleStore
+from dockyard.metadata.store import SqlMetadataStore
+from dockyard.services.lifecycle import PolicyInvalid, parse_policy
+from dockyard.services.lifecycle.runner import LifecycleRunner, RepositoryEvaluation
+
+_TARGET = re.compile(r"^[a-z0-9][a-z0-9._/*?-]*$")
+
+
+def _lifecycle(
+    config_file: Path | None, data_dir: Path | None
+) -> tuple[LifecycleRunner, LifecycleStore]:
+    config = load(config_file, data_dir=data_dir)
+    registry = open_registry(config)
+    assert isinstance(registry.metadata, SqlMetadataStore)
+    return build_lifecycle(config, registry), LifecycleStore(registry.metadata)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"dockyard: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def policy() -> None:
+    """Lifecycle policies: which images expire, in ECR's JSON format.
+
+    A policy is set on a repository, a namespace (all its repositories) or a
+    glob such as 'team/app-*'; the most specific one governs a repository.
+    `dockyard serve` runs them every lifecycle.interval seconds.
+    """
+
+
+@policy.command("put")
+@config_options
+@click.argument("target")
+@click.option(
+    "--file",
+    "policy_file",
+    type=click.File("rb"),
+    required=True,
+    help="The policy JSON ('-' reads standard input).",
+)
+def policy_put(
+    config_file: Path | None, data_dir: Path | None, target: str, policy_file: object
+) -> None:
+    """Set the policy for TARGET (repository, namespace or glob)."""
+    if not _TARGET.fullmatch(target):
+        _fail(f"invalid target {target!r}: a repository, namespace or glob")
+    text = policy_file.read()  # type: ignore[attr-defined]
+    try:
+        parsed = parse_policy(text)
+    except PolicyInvalid as exc:
+        for fault in exc.faults:
+            click.echo(f"dockyard: {fault}", err=True)
+        sys.exit(1)
+    runner, store = _lifecycle(config_file, data_dir)
+    anyio.run(store.put_policy, target, json.dumps(parsed.to_json()))
+    actor = f"cli:{getpass.getuser()}"
+    runner.auditor.record("policy.put", actor, target=target)
+    click.echo(f"policy for {target}: {len(parsed.rules)} rules")
+
+
+@policy.command("get")
+@config_options
+@click.argument("target")
+def policy_get(config_file: Path | None, data_dir: Path | None, target: str) -> None:
+    """Print the policy set for TARGET."""
+    _, store = _lifecycle(config_file, data_dir)
+    policies = anyio.run(store.policies)
+    if target not in policies:
+        _fail(f"no policy for {target}")
+    click.echo(json.dumps(json.loads(policies[target]), indent=2))
+
+
+@policy.command("list")
+@config_options
+def policy_list(config_file: Path | None, data_dir: Path | None) -> None:
+    """List the targets that have policies."""
+    _, store = _lifecycle(config_file, data_dir)
+    for target in sorted(anyio.run(store.policies)):
+        click.echo(target)
+
+
+@policy.command("delete")
+@config_options
+@click.argument("target")
+def policy_delete(config_file: Path | None, data_dir: Path | None, target: str) -> None:
+    """Remove the policy for TARGET."""
+    runner, store = _lifecycle(config_file, data_dir)
+    if not anyio.run(store.delete_policy, target):
+        _fail(f"no policy for {target}")
+    runner.auditor.record("policy.delete", f"cli:{getpass.getuser()}", target=target)
+    click.echo(f"removed the policy for {target}")
+
+
+@policy.command("preview")
+@config_options
+@click.argument("repository", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def policy_preview(
+    config_file: Path | None,
+    data_dir: Path | None,
+    repository: str | None,
+    as_json: bool,
+) -> None:
+    """Show what the policies would expire now, by rule, with the bytes freed.
+
+    Sizes count each image's blobs in full; blobs shared with images that stay
+    are not freed, so the total is an upper bound.
+    """
+    runner, _ = _lifecycle(config_file, data_dir)
+    results = anyio.run(runner.preview, repository)
+    _show(results, as_json, "would expire")
+
+
+@policy.command("run")
+@config_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def policy_run(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Expire what the policies select, now; garbage collection frees the bytes."""
+    runner, _ = _lifecycle(config_file, data_dir)
+    results = anyio.run(runner.run, f"cli:{getpass.getuser()}")
+    _show(results, as_json, "expired")
+
+
+def _show(results: list[RepositoryEvaluation], as_json: bool, verb: str) -> None:
+    if as_json:
+        click.echo(json.dumps([result.to_json() for result in results], indent=2))
+        return
+    table = Table(title=f"images the lifecycle policies {verb}")
+    for column in ("repository", "policy", "rule", "digest", "tags", "pushed", "bytes"):
+        table.add_column(column)
+    total = 0
+    for result in results:
+        for expiry in result.evaluation.expiries:
+            image = expiry.image
+            table.add_row(
+                result.repository,
+                result.target,
+                str(expiry.rule_priority),
+                image.digest[:19],
+                ", ".join(image.tags),
+                image.pushed_at.isoformat(timespec="seconds"),
+                str(image.size),
+            )
+        total += result.evaluation.bytes_freed
+    Console().print(table)
+    count = sum(len(result.evaluation.expiries) for result in results)
+    click.echo(f"{verb} {count} images, {total} bytes")

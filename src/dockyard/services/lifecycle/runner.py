@@ -1,0 +1,164 @@
+"""Applying lifecycle policies to repositories: which policy governs a
+repository, what it would expire (a preview), and expiring it.
+
+A policy is stored for a target: a repository name, a namespace (`team`, its
+repository and everything under it) or a glob (`team/app-*`). The most
+specific target governs a repository: its own name first, then the longest
+pattern that covers it. Policies see each repository's top-level images; the
+manifests an expired index lists and the referrers of an expired image go
+with it, unless something else still needs them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from dockyard.core.digest import Digest
+from dockyard.core.errors import ManifestUnknown
+from dockyard.core.registry import Registry
+from dockyard.metadata.collection import CollectionStore, LifecycleStore, ManifestRow
+from dockyard.services.audit import Auditor
+from dockyard.services.auth.permissions import pattern_covers
+from dockyard.services.lifecycle.policy import (
+    Evaluation,
+    Image,
+    Policy,
+    evaluate,
+    policy_from_json,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryEvaluation:
+    repository: str
+    target: str
+    evaluation: Evaluation
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "repository": self.repository,
+            "policy": self.target,
+            "bytes": self.evaluation.bytes_freed,
+            "expired": [
+                {
+                    "digest": expiry.image.digest,
+                    "tags": list(expiry.image.tags),
+                    "pushed_at": expiry.image.pushed_at.isoformat(),
+                    "rule": expiry.rule_priority,
+                    "size": expiry.image.size,
+                }
+                for expiry in self.evaluation.expiries
+            ],
+        }
+
+
+def governing_target(targets: list[str], repository: str) -> str | None:
+    """The most specific target covering `repository`, if any."""
+    if repository in targets:
+        return repository
+    covering = [t for t in targets if pattern_covers(t, repository)]
+    return max(covering, key=len) if covering else None
+
+
+class LifecycleRunner:
+    def __init__(
+        self,
+        registry: Registry,
+        store: LifecycleStore,
+        collection: CollectionStore,
+        auditor: Auditor,
+        grace: timedelta,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._collection = collection
+        self.auditor = auditor
+        self._grace = grace
+
+    async def preview(
+        self, repository: str | None = None
+    ) -> list[RepositoryEvaluation]:
+        """What every policy (or the one governing `repository`) would expire."""
+        policies = await self._policies()
+        names = [repository] if repository else await self._store.repositories()
+        results = []
+        for name in sorted(names):
+            target = governing_target(list(policies), name)
+            if target is None:
+                continue
+            images = await self._images(name)
+            evaluation = evaluate(policies[target], images, datetime.now(UTC))
+            results.append(RepositoryEvaluation(name, target, evaluation))
+        return results
+
+    async def run(self, actor: str = "lifecycle") -> list[RepositoryEvaluation]:
+        results = await self.preview()
+        for result in results:
+            if not result.evaluation.expiries:
+                continue
+            rows = await self._collection.repository_manifests(result.repository)
+            expired = {e.image.digest for e in result.evaluation.expiries}
+            for expiry in result.evaluation.expiries:
+                await self._expire(result, expiry.image, expiry.rule_priority, actor)
+            await self._prune(descendants(rows, expired))
+        return results
+
+    async def _policies(self) -> dict[str, Policy]:
+        stored = await self._store.policies()
+        return {t: policy_from_json(json.loads(doc)) for t, doc in stored.items()}
+
+    async def _images(self, repository: str) -> list[Image]:
+        return [
+            Image(row.digest, row.tags, row.pushed_at, row.last_pulled_at, row.size)
+            for row in await self._store.images(repository)
+        ]
+
+    async def _expire(
+        self, result: RepositoryEvaluation, image: Image, rule: int, actor: str
+    ) -> None:
+        target = f"{result.repository}@{image.digest}"
+        try:
+            await self._registry.delete_manifest(
+                result.repository, Digest.parse(image.digest)
+            )
+        except ManifestUnknown:
+            return
+        detail = {"policy": result.target, "rule": rule, "tags": list(image.tags)}
+        await self.auditor.record_async(
+            "lifecycle.expire", actor, target=target, detail=detail
+        )
+
+    async def _prune(self, rows: list[ManifestRow]) -> None:
+        """Delete what the expired images listed or had as referrers, parents
+        first; each deletion re-checks that nothing tags or lists it still."""
+        cutoff = datetime.now(UTC) - self._grace
+        for row in rows:
+            await self._collection.delete_untagged(row.id, cutoff)
+
+
+def descendants(rows: list[ManifestRow], roots: set[str]) -> list[ManifestRow]:
+    """Manifests reached from `roots` through index children and referrers,
+    nearest first."""
+    by_digest = {row.digest: row for row in rows}
+    referrers: dict[str, list[ManifestRow]] = {}
+    for row in rows:
+        if row.subject:
+            referrers.setdefault(row.subject, []).append(row)
+
+    found: list[ManifestRow] = []
+    seen = set(roots)
+    frontier = [by_digest[d] for d in roots if d in by_digest]
+    while frontier:
+        reached = [
+            *(by_digest[c] for row in frontier for c in row.children if c in by_digest),
+            *(r for row in frontier for r in referrers.get(row.digest, [])),
+        ]
+        frontier = [row for row in reached if row.digest not in seen]
+        seen |= {row.digest for row in frontier}
+        found += frontier
+    return found
