@@ -21,7 +21,7 @@ from dockyard.api.errors import error_response, registry_error_response
 from dockyard.api.jsonbody import json_body
 from dockyard.api.proxy import behind_proxies
 from dockyard.api.token import token
-from dockyard.bootstrap import build_auth, build_registry
+from dockyard.bootstrap import build_auth, build_lifecycle, build_registry
 from dockyard.config import Config
 from dockyard.core.errors import RegistryError, Unauthorized
 from dockyard.core.registry import Registry
@@ -54,6 +54,7 @@ def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
     app.state.registry = registry or build_registry(config, engine)
     app.state.auditor = Auditor(accounts)
     app.state.auth = build_auth(config, accounts, app.state.auditor)
+    app.state.lifecycle = build_lifecycle(config, app.state.registry)
     # Outermost, so that the access log names the client the proxy reports.
     return behind_proxies(AccessLog(app), config.trusted_proxies)
 

@@ -54,6 +54,8 @@ ERROR_TABLE: dict[type[errors.RegistryError], tuple[str, int, HeaderMaker | None
     errors.Denied: ("DENIED", 403, None),
     errors.TooManyRequests: ("TOOMANYREQUESTS", 429, _retry_after),
     errors.ScopeInvalid: ("UNSUPPORTED", 400, None),
+    errors.LifecyclePolicyUnknown: ("POLICY_UNKNOWN", 404, None),
+    errors.LifecyclePolicyInvalid: ("POLICY_INVALID", 400, None),
 }
 
 

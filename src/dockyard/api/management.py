@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,14 +17,26 @@ from dockyard.api.auth import (
     auth_service,
     authorize,
     client_address,
+    identify,
+    refusal,
     unauthorized_response,
 )
 from dockyard.api.errors import registry_error_response, unexpected_error_response
 from dockyard.api.jsonbody import json_body
 from dockyard.core.digest import Digest
-from dockyard.core.errors import NameInvalid, RegistryError, Unauthorized
-from dockyard.core.names import check_name, parse_reference
-from dockyard.services.auth.scopes import DELETE, PULL
+from dockyard.core.errors import (
+    Denied,
+    LifecyclePolicyInvalid,
+    LifecyclePolicyUnknown,
+    NameInvalid,
+    RegistryError,
+    Unauthorized,
+)
+from dockyard.core.names import check_name, namespace_of, parse_reference
+from dockyard.metadata.collection import LifecycleStore
+from dockyard.services.auth.scopes import ADMIN, DELETE, PULL
+from dockyard.services.lifecycle import Policy, PolicyInvalid, parse_policy
+from dockyard.services.lifecycle.runner import check_target
 from dockyard.services.referrers import referrer_tree
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -113,6 +126,86 @@ async def namespace_usage(request: Request) -> Response:
     )
 
 
+async def _allow_admin(request: Request, namespace: str | None) -> str:
+    """The actor, once the caller administers `namespace` (None: everything)."""
+    auth = auth_service(request)
+    if auth is None:
+        return "anonymous"
+    caller = await identify(request, auth, "registry:catalog:*")
+    principal = caller.principal
+    if caller.claims is not None:
+        principal = await auth.principal_for(caller.claims)
+    if principal.anonymous:
+        raise refusal(principal, "")
+    if principal.is_admin:
+        return caller.actor
+    if namespace is not None and ADMIN in await auth.allowed(principal, namespace):
+        return caller.actor
+    raise Denied("requested access to the resource is denied")
+
+
+def _policy_namespace(target: str) -> str | None:
+    """The namespace a target lies in, or None for a glob across namespaces."""
+    first = namespace_of(target)
+    return None if any(char in first for char in "*?[") else first
+
+
+@endpoint
+async def policy(request: Request) -> Response:
+    """GET, PUT or DELETE the lifecycle policy of a repository, namespace or glob."""
+    target = check_target(request.path_params["target"])
+    actor = await _allow_admin(request, _policy_namespace(target))
+    store = LifecycleStore(request.app.state.registry.metadata)
+
+    if request.method == "PUT":
+        parsed = _parse_policy(await request.body())
+        await store.put_policy(target, orjson.dumps(parsed.to_json()).decode())
+        await request.app.state.auditor.record_async(
+            "policy.put", actor, target=target, address=client_address(request)
+        )
+        return json_body(parsed.to_json())
+    if request.method == "DELETE":
+        if not await store.delete_policy(target):
+            raise LifecyclePolicyUnknown(f"no lifecycle policy for {target}")
+        await request.app.state.auditor.record_async(
+            "policy.delete", actor, target=target, address=client_address(request)
+        )
+        return Response(status_code=204)
+
+    policies = await store.policies()
+    if target not in policies:
+        raise LifecyclePolicyUnknown(f"no lifecycle policy for {target}")
+    return json_body(orjson.loads(policies[target]))
+
+
+def _parse_policy(body: bytes) -> Policy:
+    try:
+        return parse_policy(body)
+    except PolicyInvalid as exc:
+        raise LifecyclePolicyInvalid(str(exc), {"faults": list(exc.faults)}) from None
+
+
+@endpoint
+async def lifecycle_preview(request: Request) -> Response:
+    """What the policies would expire now: one repository (?repository=) or all."""
+    repository = request.query_params.get("repository")
+    if repository is not None:
+        check_name(repository)
+    namespace = namespace_of(repository) if repository else None
+    await _allow_admin(request, namespace)
+
+    results = await request.app.state.lifecycle.preview(repository)
+    return json_body([result.to_json() for result in results])
+
+
+@endpoint
+async def lifecycle_run(request: Request) -> Response:
+    """Apply every policy now (registry administrators only)."""
+    actor = await _allow_admin(request, None)
+    results = await request.app.state.lifecycle.run(actor)
+    return json_body([result.to_json() for result in results])
+
+
 ROUTES = [
     Route(
         "/api/v1/repositories/{name:path}/referrers/{reference}",
@@ -121,4 +214,7 @@ ROUTES = [
     ),
     Route("/api/v1/repositories/{name:path}", delete_repository, methods=["DELETE"]),
     Route("/api/v1/namespaces/{namespace}/usage", namespace_usage, methods=["GET"]),
+    Route("/api/v1/policies/{target:path}", policy, methods=["GET", "PUT", "DELETE"]),
+    Route("/api/v1/lifecycle/preview", lifecycle_preview, methods=["GET"]),
+    Route("/api/v1/lifecycle/run", lifecycle_run, methods=["POST"]),
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -15,12 +14,15 @@ from rich.table import Table
 
 from dockyard.bootstrap import build_lifecycle
 from dockyard.cli.options import config_options, load, open_registry
+from dockyard.core.errors import RegistryError
 from dockyard.metadata.collection import LifecycleStore
 from dockyard.metadata.store import SqlMetadataStore
 from dockyard.services.lifecycle import PolicyInvalid, parse_policy
-from dockyard.services.lifecycle.runner import LifecycleRunner, RepositoryEvaluation
-
-_TARGET = re.compile(r"^[a-z0-9][a-z0-9._/*?-]*$")
+from dockyard.services.lifecycle.runner import (
+    LifecycleRunner,
+    RepositoryEvaluation,
+    check_target,
+)
 
 
 def _lifecycle(
@@ -61,8 +63,10 @@ def policy_put(
     config_file: Path | None, data_dir: Path | None, target: str, policy_file: object
 ) -> None:
     """Set the policy for TARGET (repository, namespace or glob)."""
-    if not _TARGET.fullmatch(target):
-        _fail(f"invalid target {target!r}: a repository, namespace or glob")
+    try:
+        check_target(target)
+    except RegistryError as exc:
+        _fail(exc.message)
     text = policy_file.read()  # type: ignore[attr-defined]
     try:
         parsed = parse_policy(text)

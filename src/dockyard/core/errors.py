@@ -128,3 +128,12 @@ class TooManyRequests(RegistryError):
 
 class ScopeInvalid(RegistryError):
     pass
+
+
+class LifecyclePolicyUnknown(RegistryError):
+    pass
+
+
+class LifecyclePolicyInvalid(RegistryError):
+    """A lifecycle policy document that breaks the format; `detail.faults`
+    lists every fault."""

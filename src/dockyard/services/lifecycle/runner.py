@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from dockyard.core.digest import Digest
-from dockyard.core.errors import ManifestUnknown
+from dockyard.core.errors import ManifestUnknown, NameInvalid
 from dockyard.core.registry import Registry
 from dockyard.metadata.collection import CollectionStore, LifecycleStore, ManifestRow
 from dockyard.services.audit import Auditor
@@ -55,6 +56,19 @@ class RepositoryEvaluation:
                 for expiry in self.evaluation.expiries
             ],
         }
+
+
+_TARGET = re.compile(r"^[a-z0-9][a-z0-9._/*?-]{0,254}$")
+
+
+def check_target(target: str) -> str:
+    """A repository, a namespace or a glob of repositories, else NameInvalid."""
+    if not _TARGET.fullmatch(target) or "//" in target:
+        raise NameInvalid(
+            f"invalid policy target {target!r}: a repository, a namespace or a "
+            "glob such as team/app-*"
+        )
+    return target
 
 
 def governing_target(targets: list[str], repository: str) -> str | None:
