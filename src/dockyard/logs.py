@@ -14,6 +14,19 @@ from pythonjsonlogger.json import JsonFormatter
 ACCESS_LOGGER = "dockyard.access"
 
 
+# Control characters a client could put in a path or a username.
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record, whatever a client sent: a path or a username with
+    a newline must not start a line that looks like a log line of its own.
+    Tracebacks, added after the message, keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802
+        return super().formatMessage(record).translate(_CONTROL)
+
+
 def configure_logging(log_format: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
@@ -22,7 +35,7 @@ def configure_logging(log_format: str, level: str) -> None:
         )
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
 
     root = logging.getLogger()

@@ -16,6 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -957,3 +958,64 @@ def test_base_endpoint_is_open_with_auth_off(client):
     response = client.get("/v2/")
     assert response.status_code == 200
     assert "www-authenticate" not in response.headers
+
+
+# Found by attacking the server: each of these failed once.
+
+
+def test_failing_as_token_does_not_lock_out_a_valid_access_token(throttled):
+    secret = throttled.cli(
+        "token", "create", "--name", "pipeline", "--scope", "repository:alice/*:pull"
+    ).strip()
+    with throttled.client() as client:
+        for attempt in range(4):
+            bad = ("token", f"dky_{attempt:012x}_guess")
+            assert client.get("/v2/", auth=bad).status_code == 401
+        response = client.get("/v2/alice/app/tags/list", auth=("token", secret))
+
+    assert response.status_code != 429, response.text
+    assert_error(response, 404, "NAME_UNKNOWN")
+
+
+def test_parallel_guesses_cannot_pass_the_failure_limit(throttled):
+    guesses = [("bob", f"{WRONG_PASSWORD}{n}") for n in range(12)]
+
+    def guess(credentials: tuple[str, str]) -> int:
+        with throttled.client() as client:
+            return client.get("/v2/", auth=credentials).status_code
+
+    with ThreadPoolExecutor(len(guesses)) as pool:
+        statuses = list(pool.map(guess, guesses))
+
+    assert statuses.count(401) == 3, statuses
+    assert statuses.count(429) == len(guesses) - 3
+
+
+def test_non_ascii_basic_credentials_are_a_json_401(registry):
+    with registry.client() as client:
+        response = client.get("/v2/", headers={"Authorization": b"Basic \xc3\xa9"})
+    assert_error(response, 401, "UNAUTHORIZED")
+
+
+def test_too_many_scopes_are_refused(registry):
+    scopes = [f"repository:alice/r{n}:pull" for n in range(33)]
+    with registry.client(auth=ALICE.basic) as client:
+        response = client.get("/token", params={"scope": scopes})
+    assert_error(response, 400, "UNSUPPORTED")
+    assert "limit" in response.json()["errors"][0]["message"]
+
+
+def test_a_secret_typed_as_username_is_never_logged(registry):
+    secret = registry.cli(
+        "token", "create", "--name", "pasted", "--scope", "repository:alice/*:pull"
+    ).strip()
+    with registry.client() as client:
+        client.get("/v2/alice/x/tags/list", auth=(secret, ""))
+
+    assert secret not in registry.server.log()
+    assert secret not in registry.cli("audit", "--json", "--limit", "1000")
+
+
+def test_the_database_is_readable_by_its_owner_only(registry):
+    database = registry.server.data_dir / "dockyard.db"
+    assert database.stat().st_mode & 0o777 == 0o600

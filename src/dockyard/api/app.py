@@ -17,7 +17,11 @@ from dockyard.api.access_log import AccessLog
 from dockyard.api.auth import auth_service, identify, unauthorized_response
 from dockyard.api.catalog import catalog
 from dockyard.api.dispatch import ALL_METHODS, dispatch
-from dockyard.api.errors import error_response, registry_error_response
+from dockyard.api.errors import (
+    error_response,
+    registry_error_response,
+    unexpected_error_response,
+)
 from dockyard.api.jsonbody import json_body
 from dockyard.api.proxy import behind_proxies
 from dockyard.api.token import token
@@ -69,6 +73,8 @@ async def api_version(request: Request) -> Response:
             return unauthorized_response(request, exc)
         except RegistryError as exc:
             return registry_error_response(exc)
+        except Exception as exc:
+            return unexpected_error_response(exc, f"{request.method} /v2/")
         if caller.claims is None and caller.principal.anonymous:
             return unauthorized_response(
                 request, Unauthorized("authentication required; log in first")

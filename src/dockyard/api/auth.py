@@ -168,7 +168,8 @@ def _token_principal(claims: Claims) -> Principal:
 def _basic(value: str) -> tuple[str, str]:
     try:
         decoded = base64.b64decode(value, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):
+        # ValueError covers non-ASCII input and UnicodeDecodeError alike.
         raise Unauthorized("malformed Basic credentials") from None
     username, sep, password = decoded.partition(":")
     if not sep:

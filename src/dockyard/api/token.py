@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from dockyard.api.auth import (
@@ -50,6 +50,9 @@ async def token(request: Request) -> Response:
         return unauthorized_response(request, exc)
     except RegistryError as exc:
         return registry_error_response(exc)
+    except ClientDisconnect:
+        # Nobody is left to read an answer; the access line records the 400.
+        return Response(status_code=400)
     except Exception as exc:
         return unexpected_error_response(exc, f"{request.method} /token")
 

@@ -119,6 +119,12 @@ def user_remove(accounts: Accounts, name: str) -> None:
     """Remove user NAME, their grants and tokens; repositories stay."""
     accounts.remove_user(name)
     click.echo(f"removed user {name}")
+    if accounts.store.count_users() == 0:
+        click.echo(
+            "warning: no users are left: at its next start `dockyard serve` lets "
+            "anyone push and pull, unless auth.enabled is true",
+            err=True,
+        )
 
 
 @user.command("list")

@@ -131,8 +131,23 @@ def _prepare_storage(config: Config) -> None:
 
     engine = create_db_engine(config.resolved_database_url)
     upgrade(engine)
+    _restrict_database(engine)
     _prepare_auth(config, engine)
     engine.dispose()
+
+
+def _restrict_database(engine: Engine) -> None:
+    """The database holds password hashes and token hashes: owner only.
+
+    SQLite creates its -wal and -shm files with the database's mode.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(database + suffix)
+        if path.exists():
+            path.chmod(0o600)
 
 
 def _prepare_auth(config: Config, engine: Engine) -> None:

@@ -20,7 +20,7 @@ between its bytes landing and its row being written.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -122,8 +122,22 @@ def _unreachable(rows: list[ManifestRow], cutoff: datetime) -> list[ManifestRow]
     doomed = []
     for repository_rows in by_repository.values():
         kept = _reachable(repository_rows, cutoff)
-        doomed += [row for row in repository_rows if row.digest not in kept]
+        doomed += _parents_first([r for r in repository_rows if r.digest not in kept])
     return doomed
+
+
+def _parents_first(rows: list[ManifestRow]) -> list[ManifestRow]:
+    """Indexes before the manifests they list: a manifest is deleted only
+    once no index lists it, so its index must go first in the same run."""
+    by_digest = {row.digest: row for row in rows}
+    parents = Counter(c for row in rows for c in set(row.children) if c in by_digest)
+    ordered = [row for row in rows if not parents[row.digest]]
+    for row in ordered:
+        for child in set(row.children) & by_digest.keys():
+            parents[child] -= 1
+            if not parents[child]:
+                ordered.append(by_digest[child])
+    return ordered
 
 
 def _reachable(rows: list[ManifestRow], cutoff: datetime) -> set[str]:

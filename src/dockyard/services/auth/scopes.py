@@ -56,9 +56,17 @@ def parse_scope(text: str) -> Scope:
     return Scope(match["type"], name, parsed)
 
 
+# Clients ask for one scope, two for a cross-repository mount; a request for
+# hundreds would only make a huge token.
+MAX_SCOPES = 32
+
+
 def parse_scopes(values: list[str]) -> list[Scope]:
     """Scopes from repeated parameters, each possibly space-separated (OAuth2)."""
-    return [parse_scope(part) for value in values for part in value.split()]
+    parts = [part for value in values for part in value.split()]
+    if len(parts) > MAX_SCOPES:
+        raise ScopeInvalid(f"{len(parts)} scopes asked for; the limit is {MAX_SCOPES}")
+    return [parse_scope(part) for part in parts]
 
 
 def format_actions(actions: frozenset[str] | set[str]) -> str:

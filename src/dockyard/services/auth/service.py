@@ -108,19 +108,24 @@ class AuthService:
     # Blocking parts, run on a worker thread.
 
     def _login(self, username: str, secret: str, address: str | None) -> Principal:
-        self._throttle.check(username, address)
-        try:
-            principal, verified_now = self._verify(username, secret)
-        except Unauthorized as exc:
-            self._throttle.failed(username, address)
-            self.auditor.record(
-                "login",
-                username,
-                outcome="failure",
-                address=address,
-                detail={"reason": exc.message},
-            )
-            raise
+        # With an access token the username is anything the client likes,
+        # often a shared one such as `token`: count failures per token, so
+        # nobody can lock out every pipeline by failing as `token`.
+        token_id = token_id_of(secret)
+        account = f"token:{token_id}" if token_id else username
+        with self._throttle.attempt(account, address):
+            try:
+                principal, verified_now = self._verify(username, secret)
+            except Unauthorized as exc:
+                self._throttle.failed(account, address)
+                self.auditor.record(
+                    "login",
+                    shown_username(username),
+                    outcome="failure",
+                    address=address,
+                    detail={"reason": exc.message},
+                )
+                raise
         if verified_now:
             self.auditor.record("login", principal.subject, address=address)
         return principal
@@ -202,6 +207,20 @@ class AuthService:
 
     def _user_principal(self, user: User) -> Principal:
         return Principal(user.name, user.is_admin, self.store.grants_for(user.name))
+
+
+MAX_USERNAME_SHOWN = 64
+
+
+def shown_username(username: str) -> str:
+    """A claimed username as logs may show it: short, and never a secret
+    pasted into the wrong field."""
+    token_id = token_id_of(username)
+    if token_id is not None or username.startswith("dky_"):
+        return f"(an access-token secret, id {token_id or 'unknown'})"
+    if len(username) > MAX_USERNAME_SHOWN:
+        return username[:MAX_USERNAME_SHOWN] + "…"
+    return username
 
 
 def token_grants(scopes: tuple[str, ...]) -> list[Grant]:

@@ -4,16 +4,26 @@ Only failures count. The windows live in the process by default and in Redis
 when `redis_url` is set, so that every worker and node shares them; with the
 in-process default each worker keeps its own count, so a client can make up to
 `workers` times the configured failures before all of them refuse.
+
+Failures for an access token are counted per token, not per claimed username.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 from limits import RateLimitItem, parse, storage, strategies
 
 from dockyard.core.errors import TooManyRequests
+
+# Locks striped by key: logins for one user or address take turns in a
+# process, so parallel guesses cannot all pass the check before any failure
+# is counted.
+_STRIPES = 256
 
 
 class LoginThrottle:
@@ -22,6 +32,18 @@ class LoginThrottle:
         self._limiter = strategies.MovingWindowRateLimiter(backend)
         self._per_user = parse(per_user)
         self._per_address = parse(per_address)
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+
+    @contextmanager
+    def attempt(self, username: str, address: str | None) -> Iterator[None]:
+        """Hold the user's and address's turn, once neither window is full."""
+        keys = [key for _, key in self._keys(username, address)]
+        stripes = sorted({hash(key) % _STRIPES for key in keys})
+        with ExitStack() as held:
+            for index in stripes:
+                held.enter_context(self._stripes[index])
+            self.check(username, address)
+            yield
 
     def check(self, username: str, address: str | None) -> None:
         """Raise `TooManyRequests` if either window is full."""

@@ -30,6 +30,9 @@ from dockyard.services.auth.scopes import Scope
 CLOCK_SKEW = 30
 _REQUIRED = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"]
 _VERIFIED_CACHE_SIZE = 4096
+# Clients ask for a scope or two; a token far larger is checked every time
+# rather than let a caller fill the cache with megabytes.
+_CACHED_TOKEN_BYTES = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,8 @@ class TokenSigner:
         claims = self._verified.get(key)
         if claims is None:
             claims = self._decode(token, refresh)
-            self._remember(key, claims)
+            if len(token) <= _CACHED_TOKEN_BYTES:
+                self._remember(key, claims)
         if claims.expires_at + CLOCK_SKEW <= time.time():
             self._verified.pop(key, None)
             raise Unauthorized("token expired; log in again", reason="invalid_token")

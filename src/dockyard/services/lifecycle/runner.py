@@ -3,10 +3,11 @@ repository, what it would expire (a preview), and expiring it.
 
 A policy is stored for a target: a repository name, a namespace (`team`, its
 repository and everything under it) or a glob (`team/app-*`). The most
-specific target governs a repository: its own name first, then the longest
-pattern that covers it. Policies see each repository's top-level images; the
-manifests an expired index lists and the referrers of an expired image go
-with it, unless something else still needs them.
+specific target governs a repository: its own name first, then the target
+that pins down most of its name (`team/app-*` before `team`, `team` before
+`team*`). Policies see each repository's top-level images; the manifests an
+expired index lists and the referrers of an expired image go with it, unless
+something else still needs them.
 """
 
 from __future__ import annotations
@@ -76,7 +77,22 @@ def governing_target(targets: list[str], repository: str) -> str | None:
     if repository in targets:
         return repository
     covering = [t for t in targets if pattern_covers(t, repository)]
-    return max(covering, key=len) if covering else None
+    return max(covering, key=_specificity) if covering else None
+
+
+def _specificity(target: str) -> tuple[int, bool, int, str]:
+    """How much of a repository's name a target pins down.
+
+    A namespace `team` pins `team/`; a glob pins the text before its first
+    wildcard, so `team/app-*` is more specific than `team`, and `team*`, which
+    also covers `teams/...`, less. A namespace wins a tie with a glob; the
+    target itself breaks the remaining ties, so the answer never depends on
+    the order policies were stored in.
+    """
+    literal = re.split(r"[*?]", target, maxsplit=1)[0]
+    is_glob = literal != target
+    pinned = len(literal) if is_glob else len(target) + 1
+    return pinned, not is_glob, len(target), target
 
 
 class LifecycleRunner:
