@@ -29,7 +29,8 @@ async def get(ctx: RepositoryRequest) -> Response:
 
 
 async def head(ctx: RepositoryRequest) -> Response:
-    manifest = await _find(ctx)
+    reference = parse_reference(ctx.target)
+    manifest = await ctx.registry.check_manifest(ctx.name, reference)
     return Response(headers=_headers(manifest))
 
 

@@ -133,6 +133,12 @@ def quota(
     usage and the limit.
     """
     registry = _open(config_file, data_dir)
+    try:
+        check_name(namespace)
+    except RegistryError as exc:
+        _fail(exc.message)
+    if "/" in namespace:
+        _fail(f"{namespace} is not a namespace; quotas cover a whole namespace")
     size = None if limit.lower() == "none" else parse_size(limit)
     anyio.run(_store(registry).set_quota, namespace, size)
     _audit(registry, "quota.set", namespace, bytes=size)

@@ -169,6 +169,9 @@ class MetadataStore(Protocol):
         manifest already.
         """
 
+    async def renew_manifest(self, repository: str, digest: Digest) -> None:
+        """Restart the manifest's grace period against garbage collection."""
+
     async def record_pull(self, repository: str, digest: Digest) -> None:
         """Note that the manifest was pulled now, for lifecycle policies."""
 

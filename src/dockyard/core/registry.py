@@ -32,8 +32,26 @@ from dockyard.core.ports import (
     UploadRecord,
 )
 
-_PULL_NOTE_INTERVAL = 3600.0
-_PULLS_NOTED = 65536
+
+class _OncePer:
+    """Says yes to a key at most once per `interval` seconds, remembering the
+    most recent keys only: a missed entry costs one extra write, no more."""
+
+    def __init__(self, interval: float, capacity: int = 65536) -> None:
+        self._interval = interval
+        self._capacity = capacity
+        self._last: OrderedDict[object, float] = OrderedDict()
+
+    def due(self, key: object) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            return False
+        self._last[key] = now
+        self._last.move_to_end(key)
+        if len(self._last) > self._capacity:
+            self._last.popitem(last=False)
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +117,9 @@ class Registry:
         # garbage collector's grace period.
         self.link_renewal = link_renewal
         self._hashes = _RunningHashes()
-        # When this process last recorded a pull of each manifest: policies
-        # count pulls in days, so one write an hour per manifest is plenty.
-        self._pulls_noted: OrderedDict[tuple[str, Digest], float] = OrderedDict()
+        # Policies count pulls in days: one write an hour per manifest will do.
+        self._pulls = _OncePer(3600.0)
+        self._renewals = _OncePer(link_renewal.total_seconds())
 
     # Blobs
 
@@ -118,10 +136,11 @@ class Registry:
         A client that is told yes will name the blob in a manifest soon, so
         the link's grace period against garbage collection starts again.
         """
-        size = await self.stat_blob(repository, digest)
+        # Renew first: a collector that runs between the lookup and a later
+        # renewal could delete what the client was just told exists.
         cutoff = datetime.now(UTC) - self.link_renewal
         await self.metadata.renew_link(repository, digest, cutoff)
-        return size
+        return await self.stat_blob(repository, digest)
 
     async def open_blob(
         self, digest: Digest, offset: int = 0, length: int | None = None
@@ -372,18 +391,22 @@ class Registry:
             )
         return manifest
 
+    async def check_manifest(
+        self, repository: str, reference: str | Digest
+    ) -> StoredManifest:
+        """`get_manifest` for a HEAD, which may decide a push: a client that
+        finds an index's child skips pushing it, so the child's grace period
+        against garbage collection starts again (at most once per
+        `link_renewal` per manifest and process)."""
+        manifest = await self.get_manifest(repository, reference)
+        if self._renewals.due((repository, manifest.digest)):
+            await self.metadata.renew_manifest(repository, manifest.digest)
+        return manifest
+
     async def note_pull(self, repository: str, digest: Digest) -> None:
         """Record a pull of the manifest, at most hourly per process."""
-        key = (repository, digest)
-        now = time.monotonic()
-        last = self._pulls_noted.get(key)
-        if last is not None and now - last < _PULL_NOTE_INTERVAL:
-            return
-        self._pulls_noted[key] = now
-        self._pulls_noted.move_to_end(key)
-        if len(self._pulls_noted) > _PULLS_NOTED:
-            self._pulls_noted.popitem(last=False)
-        await self.metadata.record_pull(repository, digest)
+        if self._pulls.due((repository, digest)):
+            await self.metadata.record_pull(repository, digest)
 
     async def delete_manifest(self, repository: str, reference: str | Digest) -> None:
         """By digest: the manifest and its tags. By tag: only the tag."""

@@ -29,6 +29,9 @@ from dockyard.metadata.schema import (
 )
 from dockyard.metadata.store import SqlMetadataStore, _in_thread
 
+# Rows from before migration 0004 have no last_pushed_at.
+_LAST_PUSHED = func.coalesce(manifests.c.last_pushed_at, manifests.c.pushed_at)
+
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -77,7 +80,7 @@ class CollectionStore:
             repositories.c.name,
             manifests.c.digest,
             manifests.c.subject,
-            manifests.c.pushed_at,
+            _LAST_PUSHED.label("pushed_at"),
         ).join(repositories, repositories.c.id == manifests.c.repository_id)
         if repository is not None:
             query = query.where(repositories.c.name == repository)
@@ -128,7 +131,7 @@ class CollectionStore:
         tagged = exists().where(tags.c.manifest_id == manifests.c.id)
         statement = delete(manifests).where(
             manifests.c.id == manifest_id,
-            manifests.c.pushed_at < cutoff,
+            cutoff > _LAST_PUSHED,
             ~tagged,
             ~listed_by_index,
         )

@@ -79,6 +79,9 @@ manifests = Table(
     Column("pushed_at", DateTime(timezone=True), nullable=False),
     # Written at most hourly per process: policies count pulls in days.
     Column("last_pulled_at", DateTime(timezone=True)),
+    # The last push of these same bytes, or HEAD asking for them: the garbage
+    # collector's grace period runs from here (policies use `pushed_at`).
+    Column("last_pushed_at", DateTime(timezone=True)),
     UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
     Index("ix_manifests_repository_subject", "repository_id", "subject"),
 )

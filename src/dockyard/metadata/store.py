@@ -340,6 +340,7 @@ class SqlMetadataStore:
     def _insert_manifest(
         self, connection: Connection, repository_id: int, manifest: NewManifest
     ) -> int:
+        now = _now()
         statement = self._insert(manifests).values(
             repository_id=repository_id,
             digest=str(manifest.digest),
@@ -347,7 +348,8 @@ class SqlMetadataStore:
             artifact_type=manifest.artifact_type,
             subject=str(manifest.subject) if manifest.subject else None,
             content=manifest.content,
-            pushed_at=_now(),
+            pushed_at=now,
+            last_pushed_at=now,
         )
         inserted = connection.execute(
             statement.on_conflict_do_nothing().returning(manifests.c.id)
@@ -358,13 +360,42 @@ class SqlMetadataStore:
                 manifests.c.repository_id == repository_id,
                 manifests.c.digest == str(manifest.digest),
             )
-            return int(connection.execute(existing).scalar_one())
+            manifest_id = int(connection.execute(existing).scalar_one())
+            self._renew_manifest(connection, manifest_id)
+            return manifest_id
 
         self._insert_references(connection, manifest_blobs, inserted, manifest.blobs)
         self._insert_references(
             connection, manifest_children, inserted, manifest.children
         )
         return int(inserted)
+
+    def _renew_manifest(self, connection: Connection, manifest_id: int) -> None:
+        """Restart the garbage collector's grace period for the manifest: a
+        client pushing an index again pushes (or checks) its children first."""
+        connection.execute(
+            manifests.update()
+            .where(manifests.c.id == manifest_id)
+            .values(last_pushed_at=_now())
+        )
+
+    @_in_thread
+    def renew_manifest(self, repository: str, digest: Digest) -> None:
+        repository_id = (
+            select(repositories.c.id)
+            .where(repositories.c.name == repository)
+            .scalar_subquery()
+        )
+        statement = (
+            manifests.update()
+            .where(
+                manifests.c.repository_id == repository_id,
+                manifests.c.digest == str(digest),
+            )
+            .values(last_pushed_at=_now())
+        )
+        with self._writing(cached=False) as connection:
+            connection.execute(statement)
 
     def _insert_references(
         self,
