@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,7 +28,12 @@ from dockyard.api.errors import (
 from dockyard.api.jsonbody import json_body
 from dockyard.api.proxy import behind_proxies
 from dockyard.api.token import token
-from dockyard.bootstrap import build_auth, build_lifecycle, build_registry
+from dockyard.bootstrap import (
+    build_auth,
+    build_collector,
+    build_lifecycle,
+    build_registry,
+)
 from dockyard.config import Config
 from dockyard.core.errors import RegistryError, Unauthorized
 from dockyard.core.registry import Registry
@@ -33,6 +41,7 @@ from dockyard.logs import configure_logging
 from dockyard.metadata.accounts import SqlAccountStore
 from dockyard.metadata.store import create_db_engine
 from dockyard.services.audit import Auditor
+from dockyard.services.scheduler import Job, run_schedule
 
 # `dockyard serve` hands the validated config to its worker processes here.
 WORKER_CONFIG_ENV = "_DOCKYARD_WORKER_CONFIG"
@@ -49,7 +58,11 @@ def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
         Route("/v2/{name:path}/{target:path}", dispatch, methods=ALL_METHODS),
         *management.ROUTES,
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: routing_error})
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: routing_error},
+        lifespan=_lifespan,
+    )
     # An unknown path gets a JSON 404, not a redirect to the same with a slash.
     app.router.redirect_slashes = False
     engine = create_db_engine(config.resolved_database_url)
@@ -59,8 +72,23 @@ def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
     app.state.auditor = Auditor(accounts)
     app.state.auth = build_auth(config, accounts, app.state.auditor)
     app.state.lifecycle = build_lifecycle(config, app.state.registry)
+    gc = build_collector(config, app.state.registry)
+    app.state.jobs = [
+        Job("garbage collection", config.gc.interval, gc.run),
+        Job("lifecycle policies", config.lifecycle.interval, app.state.lifecycle.run),
+    ]
     # Outermost, so that the access log names the client the proxy reports.
     return behind_proxies(AccessLog(app), config.trusted_proxies)
+
+
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Each worker runs the schedule; lock files let one at a time run a job."""
+    lock_dir = app.state.config.storage_path
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(run_schedule, app.state.jobs, lock_dir)
+        yield
+        tasks.cancel_scope.cancel()
 
 
 async def api_version(request: Request) -> Response:

@@ -72,24 +72,7 @@ def serve(
         config.listen,
         config.worker_count,
     )
-    _start_schedule(config)
     _run_server(config)
-
-
-def _start_schedule(config: Config) -> None:
-    """Garbage collection and lifecycle policies, every configured interval."""
-    from dockyard.bootstrap import build_collector, build_lifecycle, build_registry
-    from dockyard.services.scheduler import Job, start_schedule
-
-    registry = build_registry(config)
-    collector = build_collector(config, registry)
-    lifecycle = build_lifecycle(config, registry)
-    start_schedule(
-        [
-            Job("garbage collection", config.gc.interval, collector.run),
-            Job("lifecycle policies", config.lifecycle.interval, lifecycle.run),
-        ]
-    )
 
 
 def _check_tls(config: Config) -> None:
