@@ -20,6 +20,7 @@ from dockyard.services.auth.throttle import LoginThrottle
 from dockyard.services.auth.tokens import TokenSigner, load_or_create_key
 from dockyard.services.gc import GarbageCollector
 from dockyard.services.lifecycle.runner import LifecycleRunner
+from dockyard.services.ratelimit import RateLimiter
 from dockyard.storage import open_blob_store
 
 
@@ -99,4 +100,19 @@ def build_auth(
         auditor,
         settings.token_ttl,
         settings.refresh_token_ttl,
+    )
+
+
+def build_rate_limiter(config: Config) -> RateLimiter | None:
+    """The rate limiter, or None when no limit is configured."""
+    settings = config.rate_limits
+    if not settings.enabled:
+        return None
+    return RateLimiter(
+        settings.anonymous,
+        settings.authenticated,
+        settings.overrides,
+        settings.pushes,
+        settings.requests,
+        config.redis_url,
     )

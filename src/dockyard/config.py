@@ -120,6 +120,52 @@ class LifecycleConfig(BaseModel):
     interval: int = Field(default=3600, ge=0)
 
 
+def _check_limit(value: str | None) -> str | None:
+    from limits import parse
+
+    if value is None or value == "unlimited":
+        return value
+    try:
+        parse(value)
+    except ValueError:
+        raise ValueError(
+            "expected COUNT/PERIOD such as 100/6hours, or unlimited"
+        ) from None
+    return value
+
+
+class RateLimitConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Pulls (manifest GETs) per window, per address; Docker Hub: 100/6hours.
+    anonymous: str | None = None
+    # Pulls per window per account; Docker Hub: 200/6hours.
+    authenticated: str | None = None
+    # Accounts (`alice`, `token:ci`) with a limit of their own or `unlimited`.
+    overrides: dict[str, str] = Field(default_factory=dict)
+    # Optional limits on pushes and on all requests, per address or account.
+    pushes: str | None = None
+    requests: str | None = None
+
+    @field_validator("anonymous", "authenticated", "pushes", "requests")
+    @classmethod
+    def _check(cls, value: str | None) -> str | None:
+        return _check_limit(value)
+
+    @field_validator("overrides")
+    @classmethod
+    def _check_overrides(cls, value: dict[str, str]) -> dict[str, str]:
+        for limit in value.values():
+            _check_limit(limit)
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return any(
+            (self.anonymous, self.authenticated, self.overrides, self.pushes)
+        ) or bool(self.requests)
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid"
@@ -140,6 +186,7 @@ class Config(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     gc: GcConfig = Field(default_factory=GcConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     tls: TlsConfig = Field(default_factory=TlsConfig)
     # Addresses or networks whose X-Forwarded-* headers are believed.
     trusted_proxies: list[str] = Field(default_factory=list)

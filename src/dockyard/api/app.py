@@ -32,6 +32,7 @@ from dockyard.bootstrap import (
     build_auth,
     build_collector,
     build_lifecycle,
+    build_rate_limiter,
     build_registry,
 )
 from dockyard.config import Config
@@ -72,6 +73,7 @@ def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
     app.state.auditor = Auditor(accounts)
     app.state.auth = build_auth(config, accounts, app.state.auditor)
     app.state.lifecycle = build_lifecycle(config, app.state.registry)
+    app.state.rate_limiter = build_rate_limiter(config)
     gc = build_collector(config, app.state.registry)
     app.state.jobs = [
         Job("garbage collection", config.gc.interval, gc.run),

@@ -25,6 +25,8 @@ from dockyard.api.errors import (
 from dockyard.core.errors import RegistryError, Unauthorized
 from dockyard.core.names import check_name
 from dockyard.services.auth.scopes import DELETE, PULL, PUSH
+from dockyard.services.ratelimit import Caller as RateCaller
+from dockyard.services.ratelimit import RateLimiter
 
 _RESOURCES = "manifests|blobs/uploads|blobs|tags|referrers"
 _PATH = re.compile(rf"^/v2/(?P<name>.+)/(?P<resource>{_RESOURCES})/(?P<target>[^/]*)$")
@@ -67,7 +69,10 @@ async def dispatch(request: Request) -> Response:
             actions = needed_actions(resource, request.method)
             context.caller = await authorize(request, auth, name, actions)
             log_fields(request)["user"] = context.caller.actor
-        return await handler(context)
+        limiter: RateLimiter | None = request.app.state.rate_limiter
+        if limiter is None:
+            return await handler(context)
+        return await _limited(limiter, context, handler, resource)
     except Unauthorized as exc:
         return unauthorized_response(request, exc)
     except RegistryError as exc:
@@ -77,6 +82,38 @@ async def dispatch(request: Request) -> Response:
         return Response(status_code=400)
     except Exception as exc:
         return unexpected_error_response(exc, f"{request.method} {request.url.path}")
+
+
+async def _limited(
+    limiter: RateLimiter,
+    context: RepositoryRequest,
+    handler: Handler,
+    resource: str,
+) -> Response:
+    """Count the request against the caller's windows, then answer it; pulls
+    and version checks carry the caller's remaining pulls."""
+    method = context.request.method
+    caller = rate_caller(context)
+    await limiter.request(caller)
+    if method in ("PUT", "POST", "PATCH"):
+        await limiter.push(caller)
+
+    quota = None
+    if resource == "manifests" and method in ("GET", "HEAD"):
+        quota = await limiter.pull(caller, counted=method == "GET")
+    response = await handler(context)
+    if quota is not None:
+        response.headers.update(quota.headers())
+    return response
+
+
+def rate_caller(context: RepositoryRequest) -> RateCaller:
+    request = context.request
+    address = request.client.host if request.client else None
+    principal = context.caller.principal if context.caller else None
+    if principal is None or principal.anonymous:
+        return RateCaller(address)
+    return RateCaller(address, principal.subject)
 
 
 def needed_actions(resource: str, method: str) -> set[str]:

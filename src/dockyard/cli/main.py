@@ -8,6 +8,7 @@ from dockyard import __version__
 from dockyard.cli.accounts import COMMANDS as ACCOUNT_COMMANDS
 from dockyard.cli.gc import gc
 from dockyard.cli.policy import policy
+from dockyard.cli.ratelimit import ratelimit
 from dockyard.cli.referrers import referrers
 from dockyard.cli.repos import quota, repo, usage
 from dockyard.cli.serve import serve
@@ -22,7 +23,7 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(referrers)
 main.add_command(gc)
-for command in (repo, quota, usage, policy):
+for command in (repo, quota, usage, policy, ratelimit):
     main.add_command(command)
 for command in ACCOUNT_COMMANDS:
     main.add_command(command)

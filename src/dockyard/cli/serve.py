@@ -60,6 +60,7 @@ def serve(
     configure_logging(config.log_format, config.log_level)
     _check_tls(config)
     _prepare_storage(config)
+    _explain_rate_limits(config)
 
     logger.info(
         "metadata in %s, blobs in %s",
@@ -117,6 +118,15 @@ def _prepare_storage(config: Config) -> None:
     _restrict_database(engine)
     _prepare_auth(config, engine)
     engine.dispose()
+
+
+def _explain_rate_limits(config: Config) -> None:
+    if config.rate_limits.enabled and not config.redis_url and config.worker_count > 1:
+        logger.warning(
+            "rate limits are counted in each of the %d workers; set redis_url to "
+            "count them once for all",
+            config.worker_count,
+        )
 
 
 def _restrict_database(engine: Engine) -> None:

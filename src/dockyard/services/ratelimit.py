@@ -1,0 +1,188 @@
+"""Pull rate limits as Docker Hub counts them, with the headers clients read.
+
+A pull is a manifest GET; a HEAD (a version check) costs nothing and reports
+what is left. Anonymous callers are counted per address (an IPv6 address per
+/64, which one host can easily spread across), logged-in callers per account;
+configured overrides give an account (or an access token, `token:<name>`)
+its own limit or none. Optional separate limits count pushes and all requests.
+
+The windows are `limits` moving windows: in each server process by default,
+so with several workers a caller gets up to `workers` times a limit, and
+shared by every worker and node when `redis_url` is set.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from dockyard.core.errors import TooManyRequests
+
+UNLIMITED = "unlimited"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Whom a request is counted against: an account, else an address."""
+
+    address: str | None
+    account: str | None = None
+
+    @property
+    def source(self) -> str:
+        """What `Docker-RateLimit-Source` names."""
+        return self.account or network_of(self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Where a caller stands in a window, for the RateLimit headers."""
+
+    limit: int
+    remaining: int
+    window: int
+    source: str
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Limit": f"{self.limit};w={self.window}",
+            "RateLimit-Remaining": f"{self.remaining};w={self.window}",
+            "Docker-RateLimit-Source": self.source,
+        }
+
+
+def network_of(address: str | None) -> str:
+    """The address counted: IPv4 as it is, IPv6 by its /64."""
+    if not address:
+        return "unknown"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6:
+        if parsed.ipv4_mapped:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+def parse_limit(text: str | None) -> RateLimitItem | None:
+    """`100/6hours`, or None for `unlimited` and unset."""
+    if text is None or text == UNLIMITED:
+        return None
+    return parse(text)
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        anonymous: str | None,
+        authenticated: str | None,
+        overrides: dict[str, str],
+        pushes: str | None,
+        requests: str | None,
+        redis_url: str | None,
+    ) -> None:
+        storage = _storage(redis_url)
+        self._windows = MovingWindowRateLimiter(storage)  # type: ignore[arg-type]
+        self._anonymous = parse_limit(anonymous)
+        self._authenticated = parse_limit(authenticated)
+        self._overrides = {name: parse_limit(v) for name, v in overrides.items()}
+        self._pushes = parse_limit(pushes)
+        self._requests = parse_limit(requests)
+
+    @property
+    def limits_pulls(self) -> bool:
+        return bool(self._anonymous or self._authenticated or self._overrides)
+
+    def pull_limit(self, caller: Caller) -> RateLimitItem | None:
+        if caller.account is None:
+            return self._anonymous
+        if caller.account in self._overrides:
+            return self._overrides[caller.account]
+        return self._authenticated
+
+    async def pull(self, caller: Caller, counted: bool) -> Quota | None:
+        """Count a pull (a GET) or only look (a HEAD); raise past the limit."""
+        limit = self.pull_limit(caller)
+        if limit is None:
+            return None
+        if counted:
+            await self._hit(limit, "pull", caller, "pull rate limit")
+        return await self._quota(limit, "pull", caller)
+
+    async def push(self, caller: Caller) -> None:
+        if self._pushes is not None and self._is_limited(caller):
+            await self._hit(self._pushes, "push", caller, "push rate limit")
+
+    async def request(self, caller: Caller) -> None:
+        if self._requests is not None and self._is_limited(caller):
+            await self._hit(self._requests, "request", caller, "request rate limit")
+
+    async def usage(self, source: str) -> list[tuple[str, Quota]]:
+        """What a source (an address or an account) has used, per kind."""
+        caller = _caller_for(source)
+        found = []
+        for kind, limit in (
+            ("pull", self.pull_limit(caller)),
+            ("push", self._pushes),
+            ("request", self._requests),
+        ):
+            if limit is not None:
+                found.append((kind, await self._quota(limit, kind, caller)))
+        return found
+
+    def _is_limited(self, caller: Caller) -> bool:
+        # An account overridden as unlimited is unlimited in every kind.
+        if caller.account is None or caller.account not in self._overrides:
+            return True
+        return self._overrides[caller.account] is not None
+
+    async def _hit(
+        self, limit: RateLimitItem, kind: str, caller: Caller, what: str
+    ) -> None:
+        if await self._windows.hit(limit, kind, caller.source):
+            return
+        reset, _ = await self._windows.get_window_stats(limit, kind, caller.source)
+        wait = max(1, math.ceil(reset - time.time()))
+        advice = "wait" if caller.account else "log in or wait"
+        raise TooManyRequests(
+            f"You have reached your {what} of {limit.amount} per "
+            f"{_window_text(limit)} for {caller.source}; {advice} {wait} seconds",
+            wait,
+        )
+
+    async def _quota(self, limit: RateLimitItem, kind: str, caller: Caller) -> Quota:
+        _, remaining = await self._windows.get_window_stats(limit, kind, caller.source)
+        window = limit.get_expiry()
+        return Quota(limit.amount, max(0, remaining), window, caller.source)
+
+
+def _caller_for(source: str) -> Caller:
+    try:
+        ipaddress.ip_network(source, strict=False)
+    except ValueError:
+        return Caller(None, source)
+    return Caller(source)
+
+
+def _window_text(limit: RateLimitItem) -> str:
+    seconds = limit.get_expiry()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}s" if count > 1 else unit
+    return f"{seconds} seconds"
+
+
+def _storage(redis_url: str | None) -> object:
+    if redis_url is None:
+        return storage_from_string("async+memory://")
+    # redis-py is a dependency already; `limits` would otherwise want coredis.
+    return storage_from_string("async+" + redis_url, implementation="redispy")
