@@ -56,6 +56,7 @@ def build_collector(config: Config, registry: Registry) -> GarbageCollector:
         timedelta(seconds=config.gc.grace_period),
         timedelta(seconds=config.gc.upload_max_age),
         config.gc.untagged,
+        Auditor(SqlAccountStore(registry.metadata.engine)),
     )
 
 

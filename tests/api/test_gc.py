@@ -350,3 +350,26 @@ def test_manifest_pushed_again_gets_a_new_grace_period(
     index = put_manifest(http, "team/app", "multi", oci_index([child]), OCI_INDEX)
     assert index.status_code == 201, index.text
     assert manifest_status(http, "team/app", child["digest"]) == 200
+
+
+def test_the_grace_flag_overrides_the_config_and_runs_are_audited(
+    registry: RunningServer, http: httpx.Client
+) -> None:
+    body, _ = push_image(http, "audited/app", "doomed")
+    delete_manifest(http, "audited/app", body)
+    garbage = garbage_of(body)
+
+    kept = gc(registry, "--grace-period", "3600", grace_period=0)
+    freed = gc(registry, "--grace-period", "0", grace_period=3600)
+
+    assert not {b["digest"] for b in garbage} & {b["digest"] for b in kept["blobs"]}
+    assert {b["digest"] for b in garbage} <= {b["digest"] for b in freed["blobs"]}
+    audit = subprocess.run(
+        [sys.executable, "-m", "dockyard", "audit", "--json", "--action", "gc"]
+        + ["--data-dir", str(registry.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    events = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert events and events[0]["detail"]["bytes"] == freed["bytes"]

@@ -101,9 +101,18 @@ async def _limited(
     quota = None
     if resource == "manifests" and method in ("GET", "HEAD"):
         quota = await limiter.pull(caller, counted=method == "GET")
-    response = await handler(context)
-    if quota is not None:
-        response.headers.update(quota.headers())
+    if quota is None:
+        return await handler(context)
+
+    # A GET of a missing manifest spends a pull too, and a HEAD that finds no
+    # tag is still a version check: both say what is left.
+    try:
+        response = await handler(context)
+    except Unauthorized:
+        raise
+    except RegistryError as exc:
+        response = registry_error_response(exc)
+    response.headers.update(quota.headers())
     return response
 
 

@@ -67,7 +67,8 @@ def _when(moment: Any) -> str:
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        # Fold rather than cut: ids and digests are copied from here.
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
     Console().print(table)

@@ -21,12 +21,19 @@ from dockyard.services.gc import Report
     default=None,
     help="Also delete manifests no tag reaches [config gc.untagged].",
 )
+@click.option(
+    "--grace-period",
+    type=click.IntRange(min=0),
+    help="Seconds anything new is kept [config gc.grace_period, 3600]. A "
+    "push in flight needs its blobs until its manifest arrives.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def gc(
     config_file: Path | None,
     data_dir: Path | None,
     dry_run: bool,
     untagged: bool | None,
+    grace_period: int | None,
     as_json: bool,
 ) -> None:
     """Collect garbage while the registry keeps serving.
@@ -35,8 +42,9 @@ def gc(
     and upload sessions older than gc.upload_max_age; nothing younger than
     gc.grace_period. With --untagged, manifests no tag reaches go first.
     """
-    overrides = {"untagged": untagged} if untagged is not None else None
-    config = load(config_file, data_dir=data_dir, gc=overrides)
+    given = {"untagged": untagged, "grace_period": grace_period}
+    overrides = {key: value for key, value in given.items() if value is not None}
+    config = load(config_file, data_dir=data_dir, gc=overrides or None)
     collector = build_collector(config, open_registry(config))
     report = anyio.run(collector.run, dry_run)
 
@@ -44,6 +52,10 @@ def gc(
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         _print(report)
+        click.echo(
+            f"(anything younger than {config.gc.grace_period}s is kept; see "
+            "--grace-period)"
+        )
 
 
 def _print(report: Report) -> None:

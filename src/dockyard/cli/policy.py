@@ -150,7 +150,7 @@ def _show(results: list[RepositoryEvaluation], as_json: bool, verb: str) -> None
         return
     table = Table(title=f"images the lifecycle policies {verb}")
     for column in ("repository", "policy", "rule", "digest", "tags", "pushed", "bytes"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     total = 0
     for result in results:
         for expiry in result.evaluation.expiries:

@@ -142,7 +142,11 @@ def quota(
     size = None if limit.lower() == "none" else parse_size(limit)
     anyio.run(_store(registry).set_quota, namespace, size)
     _audit(registry, "quota.set", namespace, bytes=size)
-    click.echo(f"quota of {namespace}: {'none' if size is None else size} bytes")
+    click.echo(
+        f"quota of {namespace} removed"
+        if size is None
+        else f"quota of {namespace}: {size} bytes"
+    )
 
 
 @click.command()
@@ -160,7 +164,7 @@ def usage(config_file: Path | None, data_dir: Path | None, as_json: bool) -> Non
         return
     table = Table(title="storage usage")
     for column in ("namespace", "repository", "bytes", "quota"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for entry in report:
         limit = "" if entry.quota is None else str(entry.quota)
         table.add_row(entry.namespace, "", str(entry.bytes), limit)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from dockyard.core.digest import Digest
 from dockyard.core.ports import BlobStore
 from dockyard.metadata.collection import CollectionStore, ManifestRow, Snapshot
+from dockyard.services.audit import Auditor
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +168,10 @@ class GarbageCollector:
         grace: timedelta,
         upload_max_age: timedelta,
         untagged: bool,
+        auditor: Auditor | None = None,
     ) -> None:
         self._metadata = metadata
+        self._auditor = auditor
         self._blobs = blobs
         self._grace = grace
         self._upload_max_age = upload_max_age
@@ -193,6 +196,17 @@ class GarbageCollector:
             )
         report.blobs = await self._delete_blobs(work.blobs, cutoff)
         _log(report)
+        if self._auditor is not None and (report.manifests or report.blobs):
+            await self._auditor.record_async(
+                "gc",
+                "gc",
+                detail={
+                    "manifests": [f"{r}@{d}" for r, d in report.manifests],
+                    "blobs": len(report.blobs),
+                    "bytes": report.bytes,
+                    "uploads": report.uploads,
+                },
+            )
         return report
 
     async def _purge_uploads(self, upload_ids: list[str]) -> int:

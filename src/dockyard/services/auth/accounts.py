@@ -172,7 +172,14 @@ class Accounts:
 
 
 def _check_namespace_name(name: str) -> None:
-    _check_repository_name(name)
+    """User names are namespace names: lowercase, one path component."""
+    try:
+        check_name(name)
+    except RegistryError:
+        raise AccountError(
+            f"invalid name {name!r}: use lowercase letters, digits and . _ - "
+            "(it names a namespace)"
+        ) from None
     if "/" in name:
         raise AccountError(f"invalid name {name!r}: a namespace has no '/'")
 
