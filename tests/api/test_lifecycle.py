@@ -742,3 +742,36 @@ def test_previews_follow_namespace_rights_and_runs_need_an_administrator(
     for response in (other, everything, run, by_bob):
         assert_error(response, 403, "DENIED")
     assert by_root.status_code == 200, by_root.text
+
+
+def test_an_administrators_narrow_token_cannot_manage_policies(
+    secured: AuthServer,
+) -> None:
+    # Found by an attack: a pull-only token of an admin set policies and ran
+    # lifecycle across every namespace.
+    secret = secured.cli(
+        "token",
+        "create",
+        "--name",
+        "narrow-admin",
+        "--user",
+        "root",
+        "--scope",
+        "repository:pub/*:pull",
+    ).strip()
+    with secured.client(("token", secret)) as narrow:
+        put = narrow.put("/api/v1/policies/bob", json=MONTH)
+        run = narrow.post("/api/v1/lifecycle/run")
+
+    for response in (put, run):
+        assert_error(response, 403, "DENIED")
+
+
+def test_registry_tokens_do_not_manage_policies(secured: AuthServer) -> None:
+    with secured.client(ROOT.basic) as root:
+        token = root.get("/token", params={"service": "dockyard"}).json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    with secured.client(headers=bearer) as client:
+        response = client.put("/api/v1/policies/bob", json=MONTH)
+
+    assert_error(response, 401, "UNAUTHORIZED")

@@ -34,6 +34,7 @@ from dockyard.core.errors import (
 )
 from dockyard.core.names import check_name, namespace_of, parse_reference
 from dockyard.metadata.collection import LifecycleStore
+from dockyard.services.auth.permissions import Principal, expand_actions
 from dockyard.services.auth.scopes import ADMIN, DELETE, PULL
 from dockyard.services.lifecycle import Policy, PolicyInvalid, parse_policy
 from dockyard.services.lifecycle.runner import check_target
@@ -132,16 +133,29 @@ async def _allow_admin(request: Request, namespace: str | None) -> str:
     if auth is None:
         return "anonymous"
     caller = await identify(request, auth, "registry:catalog:*")
-    principal = caller.principal
     if caller.claims is not None:
-        principal = await auth.principal_for(caller.claims)
+        # A registry token carries pull and push scopes, never these rights.
+        raise Unauthorized("policies are managed with Basic credentials")
+    principal = caller.principal
     if principal.anonymous:
         raise refusal(principal, "")
-    if principal.is_admin:
+    if namespace is None and _administers_everything(principal):
         return caller.actor
     if namespace is not None and ADMIN in await auth.allowed(principal, namespace):
         return caller.actor
     raise Denied("requested access to the resource is denied")
+
+
+def _administers_everything(principal: Principal) -> bool:
+    """A registry admin, through no access token or one scoped to all."""
+    if not principal.is_admin:
+        return False
+    if principal.token_scopes is None:
+        return True
+    return any(
+        grant.pattern == "*" and ADMIN in expand_actions(grant.actions)
+        for grant in principal.token_scopes
+    )
 
 
 def _policy_namespace(target: str) -> str | None:
@@ -158,7 +172,7 @@ async def policy(request: Request) -> Response:
     store = LifecycleStore(request.app.state.registry.metadata)
 
     if request.method == "PUT":
-        parsed = _parse_policy(await request.body())
+        parsed = _parse_policy(await _bounded_body(request))
         await store.put_policy(target, orjson.dumps(parsed.to_json()).decode())
         await request.app.state.auditor.record_async(
             "policy.put", actor, target=target, address=client_address(request)
@@ -176,6 +190,21 @@ async def policy(request: Request) -> Response:
     if target not in policies:
         raise LifecyclePolicyUnknown(f"no lifecycle policy for {target}")
     return json_body(orjson.loads(policies[target]))
+
+
+# ECR policies are a few kilobytes; this bounds what one request can hold.
+MAX_POLICY_BYTES = 1024 * 1024
+
+
+async def _bounded_body(request: Request) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_POLICY_BYTES:
+            raise LifecyclePolicyInvalid(
+                f"a policy is limited to {MAX_POLICY_BYTES} bytes"
+            )
+    return bytes(body)
 
 
 def _parse_policy(body: bytes) -> Policy:

@@ -15,6 +15,7 @@ from rich.table import Table
 from dockyard.bootstrap import build_lifecycle
 from dockyard.cli.options import config_options, load, open_registry
 from dockyard.core.errors import RegistryError
+from dockyard.core.names import check_name
 from dockyard.metadata.collection import LifecycleStore
 from dockyard.metadata.store import SqlMetadataStore
 from dockyard.services.lifecycle import PolicyInvalid, parse_policy
@@ -129,6 +130,11 @@ def policy_preview(
     Sizes count each image's blobs in full; blobs shared with images that stay
     are not freed, so the total is an upper bound.
     """
+    if repository is not None:
+        try:
+            check_name(repository)
+        except RegistryError as exc:
+            _fail(exc.message)
     runner, _ = _lifecycle(config_file, data_dir)
     results = anyio.run(runner.preview, repository)
     _show(results, as_json, "would expire")

@@ -29,12 +29,19 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
+# What the database's 64-bit integer holds.
+MAX_QUOTA = 2**63 - 1
+
+
 def parse_size(text: str) -> int:
     """`500MB`, `10GiB`, `1073741824`."""
     match = _SIZE.fullmatch(text.strip())
     if match is None:
         raise click.BadParameter(f"{text!r} is not a size such as 500MB or 10GiB")
-    return int(float(match[1]) * _UNITS[(match[2] or "").lower()])
+    size = float(match[1]) * _UNITS[(match[2] or "").lower()]
+    if not 1 <= size <= MAX_QUOTA:
+        raise click.BadParameter(f"{text!r}: a quota is 1 byte to {MAX_QUOTA} bytes")
+    return int(size)
 
 
 def _open(config_file: Path | None, data_dir: Path | None) -> Registry:

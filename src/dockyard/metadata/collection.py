@@ -140,6 +140,43 @@ class CollectionStore:
             return connection.execute(statement).rowcount > 0
 
     @_in_thread
+    def expire_manifest(
+        self, repository: str, digest: str, tags_seen: Sequence[str], cutoff: datetime
+    ) -> bool:
+        """Delete an image a lifecycle policy chose, if it still has exactly
+        the tags it was chosen with, no index lists it, and it is older than
+        `cutoff`; its tags go with it."""
+        listed = manifests.alias("listed")
+        listed_by_index = exists().where(
+            manifest_children.c.manifest_id == listed.c.id,
+            listed.c.repository_id == manifests.c.repository_id,
+            manifest_children.c.digest == manifests.c.digest,
+        )
+        repository_id = (
+            select(repositories.c.id)
+            .where(repositories.c.name == repository)
+            .scalar_subquery()
+        )
+        with self._store._writing() as connection:
+            manifest_id = connection.scalar(
+                select(manifests.c.id).where(
+                    manifests.c.repository_id == repository_id,
+                    manifests.c.digest == digest,
+                    cutoff > _LAST_PUSHED,
+                    ~listed_by_index,
+                )
+            )
+            if manifest_id is None:
+                return False
+            current = connection.scalars(
+                select(tags.c.name).where(tags.c.manifest_id == manifest_id)
+            )
+            if set(current) != set(tags_seen):
+                return False
+            statement = delete(manifests).where(manifests.c.id == manifest_id)
+            return connection.execute(statement).rowcount > 0
+
+    @_in_thread
     def unlink_unreferenced(
         self, repository: str, digests: Sequence[str], cutoff: datetime
     ) -> int:

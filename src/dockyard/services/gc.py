@@ -142,6 +142,12 @@ def _parents_first(rows: list[ManifestRow]) -> list[ManifestRow]:
 
 
 def _reachable(rows: list[ManifestRow], cutoff: datetime) -> set[str]:
+    roots = [row for row in rows if row.tagged or row.pushed_at >= cutoff]
+    return reach(rows, roots)
+
+
+def reach(rows: list[ManifestRow], roots: list[ManifestRow]) -> set[str]:
+    """Digests reached from `roots` through index children and referrers."""
     by_digest = {row.digest: row for row in rows}
     referrers: dict[str, list[ManifestRow]] = defaultdict(list)
     for row in rows:
@@ -149,7 +155,7 @@ def _reachable(rows: list[ManifestRow], cutoff: datetime) -> set[str]:
             referrers[row.subject].append(row)
 
     kept: set[str] = set()
-    pending = [row for row in rows if row.tagged or row.pushed_at >= cutoff]
+    pending = list(roots)
     while pending:
         row = pending.pop()
         if row.digest in kept:

@@ -18,12 +18,14 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from dockyard.core.digest import Digest
-from dockyard.core.errors import ManifestUnknown, NameInvalid
+import anyio.to_thread
+
+from dockyard.core.errors import NameInvalid
 from dockyard.core.registry import Registry
 from dockyard.metadata.collection import CollectionStore, LifecycleStore, ManifestRow
 from dockyard.services.audit import Auditor
 from dockyard.services.auth.permissions import pattern_covers
+from dockyard.services.gc import reach
 from dockyard.services.lifecycle.policy import (
     Evaluation,
     Image,
@@ -122,7 +124,14 @@ class LifecycleRunner:
             if target is None:
                 continue
             images = await self._images(name)
-            evaluation = evaluate(policies[target], images, datetime.now(UTC))
+            try:
+                # Off the event loop: thousands of images and rules take time.
+                evaluation = await anyio.to_thread.run_sync(
+                    evaluate, policies[target], images, datetime.now(UTC)
+                )
+            except Exception:
+                logger.exception("policy %s failed on %s; skipped", target, name)
+                continue
             results.append(RepositoryEvaluation(name, target, evaluation))
         return results
 
@@ -131,12 +140,20 @@ class LifecycleRunner:
         for result in results:
             if not result.evaluation.expiries:
                 continue
-            rows = await self._collection.repository_manifests(result.repository)
-            expired = {e.image.digest for e in result.evaluation.expiries}
-            for expiry in result.evaluation.expiries:
-                await self._expire(result, expiry.image, expiry.rule_priority, actor)
-            await self._prune(descendants(rows, expired))
+            await self._apply(result, actor)
         return results
+
+    async def _apply(self, result: RepositoryEvaluation, actor: str) -> None:
+        cutoff = datetime.now(UTC) - self._grace
+        rows = await self._collection.repository_manifests(result.repository)
+        expired = set()
+        for expiry in result.evaluation.expiries:
+            if await self._expire(result, expiry.image, expiry.rule_priority, actor):
+                expired.add(expiry.image.digest)
+        needed = still_needed(rows, expired, cutoff)
+        orphans = [r for r in descendants(rows, expired) if r.digest not in needed]
+        for row in orphans:
+            await self._collection.delete_untagged(row.id, cutoff)
 
     async def _policies(self) -> dict[str, Policy]:
         stored = await self._store.policies()
@@ -150,25 +167,44 @@ class LifecycleRunner:
 
     async def _expire(
         self, result: RepositoryEvaluation, image: Image, rule: int, actor: str
-    ) -> None:
+    ) -> bool:
+        """Expire the image if it still stands as it was evaluated: the same
+        tags, listed by no index, and older than the grace period."""
+        cutoff = datetime.now(UTC) - self._grace
+        expired = await self._collection.expire_manifest(
+            result.repository, image.digest, image.tags, cutoff
+        )
+        if not expired:
+            return False
         target = f"{result.repository}@{image.digest}"
-        try:
-            await self._registry.delete_manifest(
-                result.repository, Digest.parse(image.digest)
-            )
-        except ManifestUnknown:
-            return
         detail = {"policy": result.target, "rule": rule, "tags": list(image.tags)}
         await self.auditor.record_async(
             "lifecycle.expire", actor, target=target, detail=detail
         )
+        return True
 
-    async def _prune(self, rows: list[ManifestRow]) -> None:
-        """Delete what the expired images listed or had as referrers, parents
-        first; each deletion re-checks that nothing tags or lists it still."""
-        cutoff = datetime.now(UTC) - self._grace
-        for row in rows:
-            await self._collection.delete_untagged(row.id, cutoff)
+
+def still_needed(
+    rows: list[ManifestRow], expired: set[str], cutoff: datetime
+) -> set[str]:
+    """What stays reachable without the expired images: from tags, recent
+    pushes and top-level images that stay, through children and referrers.
+
+    `rows` are from before the expiry, so a manifest only an expired index
+    listed is no top-level image of its own.
+    """
+    listed = {child for row in rows for child in row.children}
+    roots = [
+        row
+        for row in rows
+        if row.digest not in expired
+        and (
+            row.tagged
+            or row.pushed_at >= cutoff
+            or (row.digest not in listed and not row.subject)
+        )
+    ]
+    return reach(rows, roots)
 
 
 def descendants(rows: list[ManifestRow], roots: set[str]) -> list[ManifestRow]:
