@@ -136,3 +136,12 @@ def _find_line(server, needle: str, timeout: float = 10.0) -> str:
                 return line
         time.sleep(0.05)
     raise AssertionError(f"no log line with {needle!r}")
+
+
+def test_a_second_registry_on_a_busy_port_refuses_to_start(server, tmp_path):
+    # Granian binds with SO_REUSEPORT: without the check, both would serve.
+    result = serve("--data-dir", str(tmp_path / "data"), "--listen", server.host)
+
+    assert result.returncode == 2
+    assert f"cannot listen on {server.host}" in result.stderr
+    assert "Traceback" not in result.stderr

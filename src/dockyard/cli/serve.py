@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -58,6 +59,7 @@ def serve(
         tls=tls or None,
     )
     configure_logging(config.log_format, config.log_level)
+    _check_address_free(config)
     _check_tls(config)
     _prepare_storage(config)
     _explain_rate_limits(config)
@@ -118,6 +120,24 @@ def _prepare_storage(config: Config) -> None:
     _restrict_database(engine)
     _prepare_auth(config, engine)
     engine.dispose()
+
+
+def _check_address_free(config: Config) -> None:
+    """Exit 2 if something listens on the address already.
+
+    Granian binds with SO_REUSEPORT, so a second registry on the same port
+    would start and silently take half the connections, from its own data.
+    """
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((config.host, config.port))
+        except OSError as exc:
+            click.echo(
+                f"dockyard: cannot listen on {config.listen}: {exc.strerror}", err=True
+            )
+            sys.exit(2)
 
 
 def _explain_rate_limits(config: Config) -> None:
