@@ -212,6 +212,14 @@ class Config(BaseSettings):
         split_listen(value)
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        schemes = ("redis://", "rediss://", "redis+unix://")
+        if value is not None and not value.startswith(schemes):
+            raise ValueError("expected redis://HOST:PORT/DB (or rediss://)")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _check_proxies(cls, value: list[str]) -> list[str]:

@@ -122,7 +122,7 @@ def rate_caller(context: RepositoryRequest) -> RateCaller:
     principal = context.caller.principal if context.caller else None
     if principal is None or principal.anonymous:
         return RateCaller(address)
-    return RateCaller(address, principal.subject)
+    return RateCaller(address, principal.subject, principal.token)
 
 
 def needed_actions(resource: str, method: str) -> set[str]:

@@ -8,12 +8,14 @@ its own limit or none. Optional separate limits count pushes and all requests.
 
 The windows are `limits` moving windows: in each server process by default,
 so with several workers a caller gets up to `workers` times a limit, and
-shared by every worker and node when `redis_url` is set.
+shared by every worker and node when `redis_url` is set. When the counters
+cannot be reached, requests are served unlimited and a warning is logged.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from dockyard.core.errors import TooManyRequests
 
 UNLIMITED = "unlimited"
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -33,11 +37,20 @@ class Caller:
 
     address: str | None
     account: str | None = None
+    # The access token used, whose `token:<name>` override wins.
+    token: str | None = None
 
     @property
     def source(self) -> str:
         """What `Docker-RateLimit-Source` names."""
         return self.account or network_of(self.address)
+
+    @property
+    def key(self) -> str:
+        """The counter's name: an account named like an address stays apart."""
+        if self.account:
+            return f"account:{self.account}"
+        return f"address:{network_of(self.address)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,16 +110,18 @@ class RateLimiter:
         self._pushes = parse_limit(pushes)
         self._requests = parse_limit(requests)
 
-    @property
-    def limits_pulls(self) -> bool:
-        return bool(self._anonymous or self._authenticated or self._overrides)
-
     def pull_limit(self, caller: Caller) -> RateLimitItem | None:
         if caller.account is None:
             return self._anonymous
-        if caller.account in self._overrides:
-            return self._overrides[caller.account]
-        return self._authenticated
+        overridden, limit = self._override(caller)
+        return limit if overridden else self._authenticated
+
+    def _override(self, caller: Caller) -> tuple[bool, RateLimitItem | None]:
+        names = [f"token:{caller.token}" if caller.token else None, caller.account]
+        for name in names:
+            if name is not None and name in self._overrides:
+                return True, self._overrides[name]
+        return False, None
 
     async def pull(self, caller: Caller, counted: bool) -> Quota | None:
         """Count a pull (a GET) or only look (a HEAD); raise past the limit."""
@@ -134,22 +149,26 @@ class RateLimiter:
             ("push", self._pushes),
             ("request", self._requests),
         ):
-            if limit is not None:
-                found.append((kind, await self._quota(limit, kind, caller)))
+            quota = None if limit is None else await self._quota(limit, kind, caller)
+            if quota is not None:
+                found.append((kind, quota))
         return found
 
     def _is_limited(self, caller: Caller) -> bool:
         # An account overridden as unlimited is unlimited in every kind.
-        if caller.account is None or caller.account not in self._overrides:
-            return True
-        return self._overrides[caller.account] is not None
+        overridden, limit = self._override(caller)
+        return not overridden or limit is not None
 
     async def _hit(
         self, limit: RateLimitItem, kind: str, caller: Caller, what: str
     ) -> None:
-        if await self._windows.hit(limit, kind, caller.source):
+        try:
+            if await self._windows.hit(limit, kind, caller.key):
+                return
+            reset, _ = await self._windows.get_window_stats(limit, kind, caller.key)
+        except Exception as exc:
+            _unavailable(exc)
             return
-        reset, _ = await self._windows.get_window_stats(limit, kind, caller.source)
         wait = max(1, math.ceil(reset - time.time()))
         advice = "wait" if caller.account else "log in or wait"
         raise TooManyRequests(
@@ -158,10 +177,28 @@ class RateLimiter:
             wait,
         )
 
-    async def _quota(self, limit: RateLimitItem, kind: str, caller: Caller) -> Quota:
-        _, remaining = await self._windows.get_window_stats(limit, kind, caller.source)
+    async def _quota(
+        self, limit: RateLimitItem, kind: str, caller: Caller
+    ) -> Quota | None:
+        try:
+            _, remaining = await self._windows.get_window_stats(limit, kind, caller.key)
+        except Exception as exc:
+            _unavailable(exc)
+            return None
         window = limit.get_expiry()
         return Quota(limit.amount, max(0, remaining), window, caller.source)
+
+
+_warned_at = 0.0
+
+
+def _unavailable(exc: Exception) -> None:
+    """Counters out of reach (Redis down): serve rather than refuse, and say
+    so at most once a minute."""
+    global _warned_at
+    if time.monotonic() - _warned_at > 60:
+        _warned_at = time.monotonic()
+        logger.warning("rate-limit counters unavailable, not limiting: %s", exc)
 
 
 def _caller_for(source: str) -> Caller:

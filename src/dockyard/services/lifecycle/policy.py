@@ -31,9 +31,7 @@ images of one repository and applies the expiries it gets back.
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,6 +49,17 @@ STORAGE_CLASSES = ("standard",)
 
 # ECR's limit on `*` in one tag pattern; more is refused, not ignored.
 MAX_WILDCARDS = 4
+
+# Bounds on what a document may ask for, so that neither checking nor
+# evaluating it can run out of time, memory or datetime range. ECR documents
+# only a length (30,720 characters per policy), which holds far fewer rules.
+MAX_RULES = 1000
+MAX_TAG_LIST = 100
+MAX_TAG_TEXT = 128  # the longest tag the distribution spec allows
+MAX_DESCRIPTION = 1024
+MAX_AGE_DAYS = 36500  # a hundred years
+MAX_IMAGE_COUNT = 1_000_000
+MAX_INTEGER = 2**63 - 1  # what a signed 64-bit column holds
 
 _POLICY_FIELDS = ("rules",)
 _RULE_FIELDS = ("rulePriority", "description", "selection", "action")
@@ -108,8 +117,7 @@ class Selection:
         # selects only the images that carry both kinds of tag.
         if self.tag_patterns:
             return all(
-                any(_wildcard(p).fullmatch(tag) for tag in tags)
-                for p in self.tag_patterns
+                any(_wildcard_match(p, tag) for tag in tags) for p in self.tag_patterns
             )
         return all(any(tag.startswith(p) for tag in tags) for p in self.tag_prefixes)
 
@@ -161,10 +169,29 @@ class Policy:
         return {"rules": [rule.to_json() for rule in self.rules]}
 
 
-@functools.lru_cache(maxsize=1024)
-def _wildcard(pattern: str) -> re.Pattern[str]:
-    """A tag pattern as a regex: `*` is any run of characters, the rest literal."""
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
+def _wildcard_match(pattern: str, tag: str) -> bool:
+    """Whether `tag` matches `pattern`: `*` is any run of characters, the rest literal.
+
+    No regex: one with several `.*` backtracks for seconds on a long tag, and
+    patterns come from users. Taking each literal part at its first place
+    after the one before is enough, and each part is looked for once.
+    """
+    first, *middle = pattern.split("*")
+    if not middle:
+        return tag == pattern
+    last = middle.pop()
+    if len(tag) < len(first) + len(last):
+        return False
+    if not (tag.startswith(first) and tag.endswith(last)):
+        return False
+
+    position, end = len(first), len(tag) - len(last)
+    for part in middle:
+        found = tag.find(part, position, end)
+        if found < 0:
+            return False
+        position = found + len(part)
+    return True
 
 
 # Reading and checking a document
@@ -174,7 +201,9 @@ def parse_policy(text: str | bytes) -> Policy:
     """Read a policy from its JSON text, raising `PolicyInvalid` with every fault."""
     try:
         document = json.loads(text)
-    except ValueError as exc:
+    except RecursionError:
+        raise PolicyInvalid(["policy: nested too deeply to read"]) from None
+    except ValueError as exc:  # UnicodeDecodeError included
         raise PolicyInvalid([f"policy: not valid JSON ({exc})"]) from None
 
     return policy_from_json(document)
@@ -240,7 +269,7 @@ class _Fields:
             self.faults.append(f"{label}: {problem} a JSON object")
         for key in self.data:
             if key not in known:
-                self.faults.append(f"{label}: unknown field {path}{key}")
+                self.faults.append(f"{label}: unknown field {path}{_name(key)}")
 
     def fault(self, field: str, problem: str) -> None:
         self.faults.append(f"{self.label}: {self.path}{field} {problem}")
@@ -248,16 +277,21 @@ class _Fields:
     def has(self, field: str) -> bool:
         return field in self.data
 
-    def positive_integer(self, field: str) -> int | None:
+    def positive_integer(
+        self, field: str, limit: int = MAX_INTEGER, why: str = ""
+    ) -> int | None:
         if field not in self.data:
             self.fault(field, "is required: a positive integer")
             return None
-        value = _positive_integer(self.data[field])
-        if value is None:
-            self.fault(
-                field, f"must be a positive integer, not {_show(self.data[field])}"
-            )
-        return value
+        value = self.data[field]
+        number = _positive_integer(value)
+        if number is None:
+            self.fault(field, f"must be a positive integer, not {_show(value)}")
+            return None
+        if number > limit:
+            self.fault(field, f"must be at most {limit}{why}, not {_show(value)}")
+            return None
+        return number
 
     def choice(self, field: str, options: Sequence[str]) -> str | None:
         if field not in self.data:
@@ -270,14 +304,16 @@ class _Fields:
         self.fault(field, _bad_choice(value, options))
         return None
 
-    def text(self, field: str) -> str | None:
+    def text(self, field: str, limit: int) -> str | None:
         if field not in self.data:
             return None
         value = self.data[field]
-        if isinstance(value, str):
+        problem = _text_problem(value, limit, empty=True)
+        if problem is None:
+            assert isinstance(value, str)
             return value
 
-        self.fault(field, f"must be a string, not {_show(value)}")
+        self.fault(field, problem)
         return None
 
     def tag_list(self, field: str) -> tuple[str, ...] | None:
@@ -289,13 +325,17 @@ class _Fields:
                 field, f"must be a non-empty list of strings, not {_show(value)}"
             )
             return None
+        if len(value) > MAX_TAG_LIST:
+            count = f"has {len(value)} entries; at most {MAX_TAG_LIST} are allowed"
+            self.fault(field, count)
+            return None
 
-        tags = tuple(item for item in value if isinstance(item, str) and item)
+        faults = len(self.faults)
         for index, item in enumerate(value):
-            if not isinstance(item, str) or not item:
-                problem = f"must be a non-empty string, not {_show(item)}"
+            problem = _text_problem(item, MAX_TAG_TEXT, empty=False)
+            if problem is not None:
                 self.fault(f"{field}[{index}]", problem)
-        return tags if len(tags) == len(value) else None
+        return tuple(value) if len(self.faults) == faults else None
 
 
 def _read_rules(document: object, faults: list[str]) -> list[_Draft]:
@@ -312,12 +352,20 @@ def _read_rules(document: object, faults: list[str]) -> list[_Draft]:
             "rules", f"must be a list of one or more rules, not {_show(rules)}"
         )
         return []
+    if len(rules) > MAX_RULES:
+        policy.fault(
+            "rules", f"has {len(rules)} rules; at most {MAX_RULES} are allowed"
+        )
+        return []
     return [_read_rule(index, value, faults) for index, value in enumerate(rules)]
 
 
 def _read_rule(index: int, value: object, faults: list[str]) -> _Draft:
     raw = value.get("rulePriority") if isinstance(value, dict) else None
-    draft = _Draft(index, _positive_integer(raw), None)
+    priority = _positive_integer(raw)
+    if priority is not None and priority > MAX_INTEGER:
+        priority = None
+    draft = _Draft(index, priority, None)
     count = len(faults)
 
     fields = _Fields(value, draft.label, "", _RULE_FIELDS, faults)
@@ -325,7 +373,7 @@ def _read_rule(index: int, value: object, faults: list[str]) -> _Draft:
         return draft
 
     fields.positive_integer("rulePriority")
-    description = fields.text("description")
+    description = fields.text("description", MAX_DESCRIPTION)
     selection = _read_selection(fields, faults)
     action = _read_action(fields, faults)
 
@@ -359,7 +407,7 @@ def _read_selection(rule: _Fields, faults: list[str]) -> Selection | None:
     prefixes, patterns = _read_tag_lists(fields, tag_status)
     count_type = fields.choice("countType", COUNT_TYPES)
     _read_count_unit(fields, count_type)
-    count_number = fields.positive_integer("countNumber")
+    count_number = fields.positive_integer("countNumber", *_count_limit(count_type))
     if fields.has("storageClass"):
         fields.choice("storageClass", STORAGE_CLASSES)
 
@@ -395,6 +443,15 @@ def _read_tag_lists(
             )
             fields.fault(f"tagPatternList[{index}]", problem)
     return prefixes, patterns
+
+
+def _count_limit(count_type: str | None) -> tuple[int, str]:
+    """The largest countNumber for a count type, and the words to say why."""
+    if count_type in AGE_COUNT_TYPES:
+        return MAX_AGE_DAYS, f" days (100 years) with countType {count_type}"
+    if count_type == IMAGE_COUNT:
+        return MAX_IMAGE_COUNT, f" with countType {IMAGE_COUNT}"
+    return MAX_INTEGER, ""
 
 
 def _read_count_unit(fields: _Fields, count_type: str | None) -> None:
@@ -493,9 +550,38 @@ def _positive_integer(value: object) -> int | None:
     return value
 
 
+def _text_problem(value: object, limit: int, *, empty: bool) -> str | None:
+    """What keeps `value` from being a string the policy may hold, if anything."""
+    if not isinstance(value, str) or not (value or empty):
+        kind = "a string" if empty else "a non-empty string"
+        return f"must be {kind}, not {_show(value)}"
+    if len(value) > limit:
+        return f"has {len(value)} characters; at most {limit} are allowed"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8
+        # store or response can hold.
+        return f"holds a lone surrogate, which UTF-8 cannot encode: {_show(value)}"
+    return None
+
+
 def _show(value: object) -> str:
-    text = json.dumps(value)
+    """A short JSON rendering of `value` for a fault, whatever `value` is."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        # Only from policy_from_json: a value JSON has no form for, an integer
+        # too long to print, or a nesting too deep to walk.
+        return f"<{type(value).__name__}>"
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _name(key: object) -> str:
+    """A field name as a fault shows it: as it is when short and printable."""
+    if isinstance(key, str) and 0 < len(key) <= 40 and key.isprintable():
+        return key
+    return _show(key)
 
 
 def _options(options: Sequence[str]) -> str:
@@ -504,7 +590,7 @@ def _options(options: Sequence[str]) -> str:
 
 def _bad_choice(value: object, options: Sequence[str]) -> str:
     problem = f"must be one of {_options(options)}, not {_show(value)}"
-    if value in _ARCHIVE_VALUES:
+    if isinstance(value, str) and value in _ARCHIVE_VALUES:
         problem += " (Dockyard has no archive storage)"
     return problem
 
@@ -634,12 +720,23 @@ def _picked(rule: Rule, ordered: Sequence[Image], now: datetime) -> frozenset[st
 
     # "Older than countNumber days": an image pushed exactly that long ago
     # stays, as image E does in the guide's example that combines all types.
-    limit = timedelta(days=selection.count_number)
+    limit = _days(selection.count_number)
     return frozenset(
         image.digest
         for image in selected
         if now - _age_reference(image, selection.count_type) > limit
     )
+
+
+def _days(count: int) -> timedelta:
+    """`count` days, bounded to what timedelta holds.
+
+    No two datetimes lie further apart than the bound, so clamping changes no
+    comparison; it only keeps a rule built without `policy_from_json` from
+    raising OverflowError in the middle of a run.
+    """
+    bound = timedelta.max.days
+    return timedelta(days=max(-bound, min(count, bound)))
 
 
 def _age_reference(image: Image, count_type: str) -> datetime:
