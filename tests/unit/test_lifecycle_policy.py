@@ -1,5 +1,7 @@
 import fnmatch
 import json
+import re
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +16,7 @@ from dockyard.services.lifecycle import (
     Policy,
     PolicyInvalid,
     Rule,
+    Selection,
     evaluate,
     parse_policy,
     policy_from_json,
@@ -287,6 +290,63 @@ def test_four_wildcards_are_allowed():
     policy(rule(1, "tagged", "imageCountMoreThan", 1, patterns=patterns))
 
 
+def pattern_matches(pattern: str, tag: str) -> bool:
+    selection = Selection("tagged", "imageCountMoreThan", 1, tag_patterns=(pattern,))
+    return selection.selects((tag,))
+
+
+def regex_matches(pattern: str, tag: str) -> bool:
+    """The old meaning of a pattern, as a regex: fine here, on short tags."""
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, tag) is not None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "tag", "matches"),
+    [
+        ("", "", True),
+        ("", "a", False),
+        ("*", "", True),
+        ("**", "abc", True),
+        ("a*a", "a", False),  # prefix and suffix may not share a character
+        ("a*a", "aa", True),
+        ("ab*ba", "aba", False),
+        ("ab*ba", "abba", True),
+        ("a*b*a", "aba", True),
+        ("a*b*a", "aa", False),
+        ("*ab*ab*", "abab", True),
+        ("*ab*ab*", "aba", False),
+        ("v*.*", "v1.2", True),
+    ],
+)
+def test_pattern_edges(pattern, tag, matches):
+    assert pattern_matches(pattern, tag) is matches
+    assert regex_matches(pattern, tag) is matches
+
+
+# Patterns a regex backtracks on: each takes a regex a tenth of a second or
+# more against one 128-character tag.
+HOSTILE_PATTERNS = ["*a**a*ab", "**a*a*ab", "*a*a**ab", "**a**ab"]
+
+
+@pytest.mark.parametrize("pattern", HOSTILE_PATTERNS)
+def test_hostile_patterns_take_linear_time(pattern):
+    rules = policy(rule(1, "tagged", "imageCountMoreThan", 1, patterns=[pattern]))
+    images = [image(f"d{n}", "a" * 128, "a" * 127, pushed=n) for n in range(10)]
+
+    started = time.perf_counter()
+    result = expired(rules, images)
+
+    assert time.perf_counter() - started < 0.1
+    assert result == set()
+
+
+@PROPERTIES
+@given(st.text("ab*.", max_size=10), st.text("ab.", max_size=12))
+def test_patterns_mean_what_the_regex_meant(pattern, tag):
+    assert pattern_matches(pattern, tag) is regex_matches(pattern, tag)
+
+
 # Validation: each fault alone, with its message.
 
 VALID_RULE = rule(1, "tagged", "imageCountMoreThan", 5, prefixes=["v"])
@@ -338,8 +398,31 @@ def test_policy_fault(document, fault):
             "rules[0]: rulePriority is required: a positive integer",
         ),
         (
+            {**VALID_RULE, "rulePriority": 2**63},
+            "rules[0]: rulePriority must be at most 9223372036854775807, "
+            "not 9223372036854775808",
+        ),
+        (
             {**VALID_RULE, "description": 7},
             "rules[0] (priority 1): description must be a string, not 7",
+        ),
+        (
+            {**VALID_RULE, "description": "x" * 1025},
+            "rules[0] (priority 1): description has 1025 characters; "
+            "at most 1024 are allowed",
+        ),
+        (
+            {**VALID_RULE, "description": "\ud800"},
+            "rules[0] (priority 1): description holds a lone surrogate, "
+            'which UTF-8 cannot encode: "\\ud800"',
+        ),
+        (
+            {**VALID_RULE, "\ud800": 1},
+            'rules[0] (priority 1): unknown field "\\ud800"',
+        ),
+        (
+            {**VALID_RULE, "x" * 1000: 1},
+            'rules[0] (priority 1): unknown field "' + "x" * 36 + "...",
         ),
         (
             {**VALID_RULE, "name": "x"},
@@ -368,6 +451,11 @@ def test_policy_fault(document, fault):
             'not "delete"',
         ),
         (
+            {**VALID_RULE, "action": {"type": ["expire"]}},
+            "rules[0] (priority 1): action.type must be one of expire, keep, "
+            'not ["expire"]',
+        ),
+        (
             {**VALID_RULE, "action": {"type": "expire", "after": 1}},
             "rules[0] (priority 1): unknown field action.after",
         ),
@@ -387,6 +475,14 @@ def test_rule_fault(document, fault):
         (
             {"tagStatus": "TAGGED"},
             'selection.tagStatus must be one of tagged, untagged, any, not "TAGGED"',
+        ),
+        (
+            {"tagStatus": ["any"]},
+            'selection.tagStatus must be one of tagged, untagged, any, not ["any"]',
+        ),
+        (
+            {"tagStatus": {"any": 1}},
+            'selection.tagStatus must be one of tagged, untagged, any, not {"any": 1}',
         ),
         (
             {"tagPrefixList": None},
@@ -418,6 +514,28 @@ def test_rule_fault(document, fault):
             'selection.tagPrefixList[1] must be a non-empty string, not ""',
         ),
         (
+            {"tagPrefixList": ["v" * 129]},
+            "selection.tagPrefixList[0] has 129 characters; at most 128 are allowed",
+        ),
+        (
+            {"tagPrefixList": None, "tagPatternList": ["*" + "v" * 128]},
+            "selection.tagPatternList[0] has 129 characters; at most 128 are allowed",
+        ),
+        (
+            {"tagPrefixList": [f"v{n}" for n in range(101)]},
+            "selection.tagPrefixList has 101 entries; at most 100 are allowed",
+        ),
+        (
+            {"tagPrefixList": ["\ud800"]},
+            "selection.tagPrefixList[0] holds a lone surrogate, "
+            'which UTF-8 cannot encode: "\\ud800"',
+        ),
+        (
+            {"tagPrefixList": None, "tagPatternList": ["v*\udfff"]},
+            "selection.tagPatternList[0] holds a lone surrogate, "
+            'which UTF-8 cannot encode: "v*\\udfff"',
+        ),
+        (
             {"tagPrefixList": None, "tagPatternList": ["test*1*2*3*4*5*6"]},
             "selection.tagPatternList[0] has 6 wildcards (*); at most 4 are allowed",
         ),
@@ -445,6 +563,15 @@ def test_rule_fault(document, fault):
             'selection.countUnit must be one of days, not "hours"',
         ),
         (
+            {"countType": ["sinceImagePushed"], "countUnit": None},
+            "selection.countType must be one of imageCountMoreThan, "
+            'sinceImagePushed, sinceImagePulled, not ["sinceImagePushed"]',
+        ),
+        (
+            {"countType": "sinceImagePushed", "countUnit": ["days"]},
+            'selection.countUnit must be one of days, not ["days"]',
+        ),
+        (
             {"countNumber": None},
             "selection.countNumber is required: a positive integer",
         ),
@@ -457,9 +584,36 @@ def test_rule_fault(document, fault):
             'selection.countNumber must be a positive integer, not "5"',
         ),
         (
+            {
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": 1_000_000_000,
+            },
+            "selection.countNumber must be at most 36500 days (100 years) "
+            "with countType sinceImagePushed, not 1000000000",
+        ),
+        (
+            {
+                "countType": "sinceImagePulled",
+                "countUnit": "days",
+                "countNumber": 36501,
+            },
+            "selection.countNumber must be at most 36500 days (100 years) "
+            "with countType sinceImagePulled, not 36501",
+        ),
+        (
+            {"countNumber": 2**64},
+            "selection.countNumber must be at most 1000000 "
+            "with countType imageCountMoreThan, not 18446744073709551616",
+        ),
+        (
             {"storageClass": "archive"},
             'selection.storageClass must be one of standard, not "archive" '
             "(Dockyard has no archive storage)",
+        ),
+        (
+            {"storageClass": ["archive"]},
+            'selection.storageClass must be one of standard, not ["archive"]',
         ),
         (
             {"tagPrefix": ["v"]},
@@ -475,6 +629,32 @@ def test_selection_fault(changes, fault):
 
 def test_standard_storage_class_is_accepted():
     policy_from_json({"rules": [with_selection(storageClass="standard")]})
+
+
+def test_the_largest_values_are_accepted():
+    prefixes = ["v" * 128] + [f"v{n}" for n in range(99)]
+    rules = [
+        {**rule(1, "tagged", "sinceImagePushed", 36500, prefixes=prefixes)},
+        rule(2, "untagged", "sinceImagePulled", 36500),
+        {**rule(2**63 - 1, "any", "imageCountMoreThan", 1_000_000)},
+    ]
+    rules[0]["description"] = "d" * 1024
+
+    read = policy_from_json({"rules": rules})
+
+    assert [r.priority for r in read.rules] == [1, 2, 2**63 - 1]
+
+
+def test_at_most_a_thousand_rules():
+    rules = [
+        rule(n, "tagged", "imageCountMoreThan", 1, prefixes=[f"p{n}"])
+        for n in range(1, 1002)
+    ]
+
+    assert len(policy_from_json({"rules": rules[:1000]}).rules) == 1000
+    assert faults({"rules": rules}) == (
+        "policy: rules has 1001 rules; at most 1000 are allowed",
+    )
 
 
 def test_duplicate_priorities():
@@ -563,6 +743,140 @@ def test_text_that_is_not_json():
     assert caught.value.faults[0].startswith("policy: not valid JSON (")
 
 
+def deeply_nested(levels: int) -> list[Any]:
+    nested: list[Any] = []
+    for _ in range(levels):
+        nested = [nested]
+    return nested
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"rules": [' + "[" * 100_000 + "]" * 100_000 + "]}",
+    ],
+)
+def test_text_nested_too_deeply(text):
+    with pytest.raises(PolicyInvalid) as caught:
+        parse_policy(text)
+
+    assert caught.value.faults == ("policy: nested too deeply to read",)
+
+
+def test_a_value_nested_too_deeply_to_show():
+    document = {"rules": [with_selection(tagStatus=deeply_nested(100_000))]}
+
+    assert faults(document) == (
+        "rules[0] (priority 1): selection.tagStatus must be one of "
+        "tagged, untagged, any, not <list>",
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"rules": [\xff]}',
+        b'{"rules": "\xc3\x28"}',
+        '{"rulePriority": 1' + "0" * 5000 + "}",  # beyond int's digit limit
+    ],
+)
+def test_text_that_cannot_be_decoded(text):
+    with pytest.raises(PolicyInvalid) as caught:
+        parse_policy(text)
+
+    assert caught.value.faults[0].startswith("policy: not valid JSON (")
+
+
+def test_an_integer_too_long_to_show():
+    document = {"rules": [{**VALID_RULE, "rulePriority": 10**5000}]}
+
+    assert faults(document) == (
+        "rules[0]: rulePriority must be at most 9223372036854775807, not <int>",
+    )
+
+
+def test_surrogates_encoded_as_utf8_bytes_are_refused():
+    document = json.dumps({"rules": [with_selection(tagPrefixList=["v"])]})
+    text = document.replace('"v"', '"\\ud800"').encode()  # a JSON escape
+    raw = document.encode().replace(b'"v"', b'"\xed\xa0\x80"')
+
+    for hostile in (text, raw):
+        with pytest.raises(PolicyInvalid) as caught:
+            parse_policy(hostile)
+        assert "tagPrefixList[0] holds a lone surrogate" in caught.value.faults[0]
+
+
+def json_values() -> st.SearchStrategy[Any]:
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**70), max_value=2**70)
+        | st.floats()
+        | st.text(max_size=8)  # lone surrogates included
+        | st.sampled_from(TAG_STATUSES_AND_TYPES)
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(st.text(max_size=8) | FIELD_NAMES, inner, max_size=6)
+        ),
+        max_leaves=30,
+    )
+
+
+TAG_STATUSES_AND_TYPES = [
+    "tagged",
+    "untagged",
+    "any",
+    "imageCountMoreThan",
+    "sinceImagePushed",
+    "sinceImagePulled",
+    "days",
+    "expire",
+    "keep",
+]
+FIELD_NAMES = st.sampled_from(
+    [
+        "rules",
+        "rulePriority",
+        "description",
+        "selection",
+        "action",
+        "type",
+        "tagStatus",
+        "tagPrefixList",
+        "tagPatternList",
+        "countType",
+        "countUnit",
+        "countNumber",
+    ]
+)
+
+
+@PROPERTIES
+@given(json_values())
+def test_any_document_is_read_or_refused_in_utf8(document):
+    try:
+        read = policy_from_json(document)
+    except PolicyInvalid as exc:
+        for fault in exc.faults:
+            fault.encode("utf-8")
+    else:
+        json.dumps(read.to_json(), ensure_ascii=False).encode("utf-8")
+
+
+@PROPERTIES
+@given(st.binary(max_size=64))
+def test_any_bytes_are_read_or_refused(text):
+    try:
+        parse_policy(b'{"rules": [' + text + b"]}")
+    except PolicyInvalid as exc:
+        for fault in exc.faults:
+            fault.encode("utf-8")
+
+
 def test_canonical_json_reads_back_the_same():
     document = {
         "rules": [
@@ -606,6 +920,21 @@ def test_since_image_pulled_boundary():
     over = Image("over", (), days_ago(5), NOW - timedelta(days=1, microseconds=1))
 
     assert expired(rules, [exactly, over]) == {"over"}
+
+
+@pytest.mark.parametrize("days", [10**9, 10**30])
+def test_an_age_beyond_any_date_expires_nothing(days):
+    rules = Policy((Rule(1, Selection("any", "sinceImagePushed", days)),))
+    images = [image("A", pushed=100_000), image("B", pushed=1)]
+
+    assert expired(rules, images) == set()
+
+
+def test_a_negative_age_beyond_any_date_expires_everything():
+    rules = Policy((Rule(1, Selection("any", "sinceImagePulled", -(10**30))),))
+    images = [image("A", pushed=100_000), image("B", pushed=1)]
+
+    assert expired(rules, images) == {"A", "B"}
 
 
 # Keep: Dockyard's action that protects images from every later rule.

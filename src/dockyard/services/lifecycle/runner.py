@@ -30,6 +30,7 @@ from dockyard.services.lifecycle.policy import (
     Evaluation,
     Image,
     Policy,
+    PolicyInvalid,
     evaluate,
     policy_from_json,
 )
@@ -156,8 +157,15 @@ class LifecycleRunner:
             await self._collection.delete_untagged(row.id, cutoff)
 
     async def _policies(self) -> dict[str, Policy]:
-        stored = await self._store.policies()
-        return {t: policy_from_json(json.loads(doc)) for t, doc in stored.items()}
+        """The stored policies that still read; one that does not (stored
+        under older rules) is logged and skipped, not fatal to the rest."""
+        policies = {}
+        for target, document in (await self._store.policies()).items():
+            try:
+                policies[target] = policy_from_json(json.loads(document))
+            except (PolicyInvalid, ValueError) as exc:
+                logger.error("lifecycle policy for %s skipped: %s", target, exc)
+        return policies
 
     async def _images(self, repository: str) -> list[Image]:
         return [
