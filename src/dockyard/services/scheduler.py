@@ -59,7 +59,13 @@ async def _run_if_due(job: Job, lock_path: Path) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return  # another worker is running it
-        if time.time() - _last_run(fd) < job.interval:
+        last = _last_run(fd)
+        if last == 0.0:
+            # A new data directory: the first run comes one interval from now,
+            # not at the first start.
+            _record_run(fd)
+            return
+        if time.time() - last < job.interval:
             return
         await _run_once(job)
         _record_run(fd)
