@@ -27,6 +27,7 @@ from dockyard.metadata.schema import (
     users,
     visibility,
 )
+from dockyard.metadata.store import utc
 from dockyard.services.auth.permissions import Grant
 from dockyard.services.auth.records import (
     AccessToken,
@@ -42,10 +43,7 @@ def _now() -> datetime:
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every stored one is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    return None if moment is None else utc(moment)
 
 
 class SqlAccountStore:

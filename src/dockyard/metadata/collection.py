@@ -27,14 +27,10 @@ from dockyard.metadata.schema import (
     tags,
     uploads,
 )
-from dockyard.metadata.store import SqlMetadataStore, _in_thread
+from dockyard.metadata.store import SqlMetadataStore, _in_thread, utc
 
 # Rows from before migration 0004 have no last_pushed_at.
 _LAST_PUSHED = func.coalesce(manifests.c.last_pushed_at, manifests.c.pushed_at)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -60,6 +56,16 @@ class Snapshot:
     blobs: dict[str, tuple[int, datetime]]
     # upload id -> created_at
     uploads: dict[str, datetime]
+
+
+def _listed_by_index() -> Any:
+    """True for a manifest some index of its repository lists."""
+    parent = manifests.alias("parent")
+    return exists().where(
+        manifest_children.c.manifest_id == parent.c.id,
+        parent.c.repository_id == manifests.c.repository_id,
+        manifest_children.c.digest == manifests.c.digest,
+    )
 
 
 class CollectionStore:
@@ -88,7 +94,7 @@ class CollectionStore:
             rows = connection.execute(query)
             found = {
                 row.id: ManifestRow(
-                    row.id, row.name, row.digest, row.subject, _aware(row.pushed_at)
+                    row.id, row.name, row.digest, row.subject, utc(row.pushed_at)
                 )
                 for row in rows
             }
@@ -112,22 +118,17 @@ class CollectionStore:
                     repositories, repositories.c.id == repository_blobs.c.repository_id
                 )
             )
-            links = {(r.name, r.digest): _aware(r.linked_at) for r in link_rows}
+            links = {(r.name, r.digest): utc(r.linked_at) for r in link_rows}
             blob_rows = connection.execute(select(blobs))
-            stored = {r.digest: (r.size, _aware(r.created_at)) for r in blob_rows}
+            stored = {r.digest: (r.size, utc(r.created_at)) for r in blob_rows}
             upload_rows = connection.execute(select(uploads.c.id, uploads.c.created_at))
-            open_uploads = {r.id: _aware(r.created_at) for r in upload_rows}
+            open_uploads = {r.id: utc(r.created_at) for r in upload_rows}
         return Snapshot(list(found.values()), links, stored, open_uploads)
 
     @_in_thread
     def delete_untagged(self, manifest_id: int, cutoff: datetime) -> bool:
         """Delete a manifest if it is still untagged, unlisted and old."""
-        row = manifests.alias("listed")
-        listed_by_index = exists().where(
-            manifest_children.c.manifest_id == row.c.id,
-            row.c.repository_id == manifests.c.repository_id,
-            manifest_children.c.digest == manifests.c.digest,
-        )
+        listed_by_index = _listed_by_index()
         tagged = exists().where(tags.c.manifest_id == manifests.c.id)
         statement = delete(manifests).where(
             manifests.c.id == manifest_id,
@@ -146,12 +147,7 @@ class CollectionStore:
         """Delete an image a lifecycle policy chose, if it still has exactly
         the tags it was chosen with, no index lists it, and it is older than
         `cutoff`; its tags go with it."""
-        listed = manifests.alias("listed")
-        listed_by_index = exists().where(
-            manifest_children.c.manifest_id == listed.c.id,
-            listed.c.repository_id == manifests.c.repository_id,
-            manifest_children.c.digest == manifests.c.digest,
-        )
+        listed_by_index = _listed_by_index()
         repository_id = (
             select(repositories.c.id)
             .where(repositories.c.name == repository)
@@ -324,8 +320,8 @@ def _top_level(
         ImageRow(
             row.digest,
             tuple(sorted(tagged.get(row.id, []))),
-            _aware(row.pushed_at),
-            _aware(row.last_pulled_at) if row.last_pulled_at else None,
+            utc(row.pushed_at),
+            utc(row.last_pulled_at) if row.last_pulled_at else None,
             int(sizes.get(row.id) or 0) + child_sizes.get(row.id, 0),
         )
         for row in rows

@@ -92,7 +92,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every stored one is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -185,7 +185,7 @@ class SqlMetadataStore:
             row = connection.execute(link).first()
         # Read first: most links are fresh, and a write would queue behind
         # every other writer.
-        if row is None or _utc(row.linked_at) >= older_than:
+        if row is None or utc(row.linked_at) >= older_than:
             return
         renew = (
             repository_blobs.update()
@@ -381,6 +381,12 @@ class SqlMetadataStore:
 
     @_in_thread
     def renew_manifest(self, repository: str, digest: Digest) -> None:
+        self._stamp_manifest(repository, digest, last_pushed_at=_now())
+
+    def _stamp_manifest(
+        self, repository: str, digest: Digest, **times: datetime
+    ) -> None:
+        """Set time columns that no cache reads, so no reader is invalidated."""
         repository_id = (
             select(repositories.c.id)
             .where(repositories.c.name == repository)
@@ -392,7 +398,7 @@ class SqlMetadataStore:
                 manifests.c.repository_id == repository_id,
                 manifests.c.digest == str(digest),
             )
-            .values(last_pushed_at=_now())
+            .values(**times)
         )
         with self._writing(cached=False) as connection:
             connection.execute(statement)
@@ -549,22 +555,8 @@ class SqlMetadataStore:
 
     @_in_thread
     def record_pull(self, repository: str, digest: Digest) -> None:
-        repository_id = (
-            select(repositories.c.id)
-            .where(repositories.c.name == repository)
-            .scalar_subquery()
-        )
-        statement = (
-            manifests.update()
-            .where(
-                manifests.c.repository_id == repository_id,
-                manifests.c.digest == str(digest),
-            )
-            .values(last_pulled_at=_now())
-        )
-        # Pull times are read by lifecycle policies only, never from caches.
-        with self._writing(cached=False) as connection:
-            connection.execute(statement)
+        # Pull times are read by lifecycle policies only.
+        self._stamp_manifest(repository, digest, last_pulled_at=_now())
 
     # Settings, usage and whole repositories
 
