@@ -12,6 +12,7 @@ from dockyard.core.registry import Registry
 from dockyard.metadata.accounts import SqlAccountStore
 from dockyard.metadata.cache import CachedMetadataStore, ChangeStamp
 from dockyard.metadata.collection import CollectionStore, LifecycleStore
+from dockyard.metadata.mirror import MirrorStore
 from dockyard.metadata.store import SqlMetadataStore, create_db_engine
 from dockyard.services.audit import Auditor
 from dockyard.services.auth.records import AccountStore
@@ -20,6 +21,7 @@ from dockyard.services.auth.throttle import LoginThrottle
 from dockyard.services.auth.tokens import TokenSigner, load_or_create_key
 from dockyard.services.gc import GarbageCollector
 from dockyard.services.lifecycle.runner import LifecycleRunner
+from dockyard.services.mirror.cache import PullThroughCache
 from dockyard.services.ratelimit import RateLimiter
 from dockyard.storage import open_blob_store
 
@@ -58,6 +60,15 @@ def build_collector(config: Config, registry: Registry) -> GarbageCollector:
         config.gc.untagged,
         Auditor(SqlAccountStore(registry.metadata.engine)),
     )
+
+
+def build_mirror(config: Config, registry: Registry) -> PullThroughCache | None:
+    """The pull-through caches, or None when no upstream is configured."""
+    if not config.upstreams:
+        return None
+    assert isinstance(registry.metadata, SqlMetadataStore)
+    store = MirrorStore(registry.metadata)
+    return PullThroughCache(registry, config.upstreams, store)
 
 
 def build_account_store(engine: Engine) -> SqlAccountStore:

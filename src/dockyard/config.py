@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -166,6 +168,62 @@ class RateLimitConfig(BaseModel):
         ) or bool(self.requests)
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+
+
+class UpstreamConfig(BaseModel):
+    """A registry whose images Dockyard caches as they are pulled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The namespace the upstream's repositories appear under: with `dockerhub`,
+    # `dockerhub/library/debian` is the upstream's `library/debian`.
+    name: str
+    # The upstream's base URL, such as https://registry-1.docker.io.
+    url: str
+    # Credentials for the upstream's login; anonymous without them.
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    # Seconds a cached tag is served before a HEAD asks the upstream whether
+    # it moved; manifests and blobs by digest never change and never expire.
+    tag_ttl: int = Field(default=300, ge=0)
+    # Also serve names without the namespace, as a `registry-mirrors` entry.
+    mirror: bool = False
+    # Registry hosts that clients name in `?ns=` for this upstream; defaults
+    # to the URL's host (and docker.io for Docker Hub).
+    hosts: list[str] = Field(default_factory=list)
+    # Seconds to wait for the upstream to connect or send more bytes.
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAMESPACE.fullmatch(value):
+            raise ValueError("expected one lowercase path component such as dockerhub")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError("expected http(s)://HOST[:PORT]")
+        if parsed.path.strip("/") or parsed.query:
+            raise ValueError("expected the registry's base URL, without a path")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _default_hosts(self) -> UpstreamConfig:
+        if not self.hosts:
+            parsed = urlsplit(self.url)
+            self.hosts = [parsed.netloc]
+            if parsed.hostname == "registry-1.docker.io":
+                self.hosts.append("docker.io")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DOCKYARD_", env_nested_delimiter="__", extra="forbid"
@@ -192,6 +250,8 @@ class Config(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     # Shared counters (login throttling, rate limits); in process when unset.
     redis_url: str | None = None
+    # Pull-through caches of other registries.
+    upstreams: list[UpstreamConfig] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -228,6 +288,17 @@ class Config(BaseSettings):
                 ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 raise ValueError(f"{entry!r} is not an address or network") from None
+        return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _check_upstreams(cls, value: list[UpstreamConfig]) -> list[UpstreamConfig]:
+        names = [upstream.name for upstream in value]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two upstreams are named {name!r}")
+        if sum(upstream.mirror for upstream in value) > 1:
+            raise ValueError("only one upstream can be the mirror")
         return value
 
     @property

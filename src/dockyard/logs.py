@@ -43,3 +43,5 @@ def configure_logging(log_format: str, level: str) -> None:
     root.setLevel(level.upper())
     # Migrations run at every start; their step-by-step chatter is noise.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # One line per upstream request, mostly duplicating Dockyard's own.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

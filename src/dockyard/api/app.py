@@ -32,6 +32,7 @@ from dockyard.bootstrap import (
     build_auth,
     build_collector,
     build_lifecycle,
+    build_mirror,
     build_rate_limiter,
     build_registry,
 )
@@ -74,6 +75,7 @@ def create_app(config: Config, registry: Registry | None = None) -> ASGIApp:
     app.state.auth = build_auth(config, accounts, app.state.auditor)
     app.state.lifecycle = build_lifecycle(config, app.state.registry)
     app.state.rate_limiter = build_rate_limiter(config)
+    app.state.mirror = build_mirror(config, app.state.registry)
     gc = build_collector(config, app.state.registry)
     app.state.jobs = [
         Job("garbage collection", config.gc.interval, gc.run),
@@ -91,6 +93,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         tasks.start_soon(run_schedule, app.state.jobs, lock_dir)
         yield
         tasks.cancel_scope.cancel()
+    if app.state.mirror is not None:
+        # Hits counted since the last flush would be lost otherwise.
+        await app.state.mirror.close()
 
 
 async def api_version(request: Request) -> Response:

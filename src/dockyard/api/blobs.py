@@ -27,12 +27,17 @@ def _headers(digest: Digest, size: int) -> dict[str, str]:
 
 async def head(ctx: RepositoryRequest) -> Response:
     digest = Digest.parse(ctx.target)
-    size = await ctx.registry.check_blob(ctx.name, digest)
+    if ctx.route is not None:
+        size = await ctx.route.cache.blob_size(ctx.route, digest)
+    else:
+        size = await ctx.registry.check_blob(ctx.name, digest)
     return Response(status_code=200, headers=_headers(digest, size))
 
 
 async def get(ctx: RepositoryRequest) -> Response:
     digest = Digest.parse(ctx.target)
+    if ctx.route is not None:
+        return await _get_cached(ctx, digest)
     size = await ctx.registry.stat_blob(ctx.name, digest)
     headers = _headers(digest, size)
 
@@ -47,6 +52,33 @@ async def get(ctx: RepositoryRequest) -> Response:
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
     body = await ctx.registry.open_blob(digest, start, end - start + 1)
+    return StreamingResponse(body, status_code=206, headers=headers)
+
+
+async def _get_cached(ctx: RepositoryRequest, digest: Digest) -> Response:
+    """A blob from a pull-through cache, streamed while it is fetched."""
+    assert ctx.route is not None
+    cache = ctx.route.cache
+    size = await cache.pull_blob(ctx.route, digest)
+    if size is None:
+        # The upstream did not say how long the blob is: no ranges then.
+        body = await cache.open_blob(digest, 0, None)
+        headers = _headers(digest, 0)
+        del headers["Content-Length"], headers["Accept-Ranges"]
+        return StreamingResponse(body, headers=headers)
+
+    headers = _headers(digest, size)
+    requested = ctx.request.headers.get("range")
+    byte_range = parse_range(requested, size) if requested else None
+    if byte_range is None:
+        return StreamingResponse(
+            await cache.open_blob(digest, 0, size), headers=headers
+        )
+
+    start, end = byte_range
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    body = await cache.open_blob(digest, start, end - start + 1)
     return StreamingResponse(body, status_code=206, headers=headers)
 
 

@@ -13,6 +13,7 @@ from dockyard.core.registry import Registry
 
 if TYPE_CHECKING:
     from dockyard.api.auth import Caller
+    from dockyard.services.mirror.cache import Route
 
 
 @dataclass(slots=True)
@@ -29,6 +30,8 @@ class RepositoryRequest:
     target: str
     # None when authentication is off: everyone may do everything.
     caller: Caller | None = None
+    # Set when a pull-through cache answers for the repository.
+    route: Route | None = None
 
     @property
     def actor(self) -> str:

@@ -25,6 +25,7 @@ from dockyard.api.errors import (
 from dockyard.core.errors import RegistryError, Unauthorized
 from dockyard.core.names import check_name
 from dockyard.services.auth.scopes import DELETE, PULL, PUSH
+from dockyard.services.mirror.cache import PullThroughCache, Route
 from dockyard.services.ratelimit import Caller as RateCaller
 from dockyard.services.ratelimit import RateLimiter
 
@@ -63,7 +64,14 @@ async def dispatch(request: Request) -> Response:
     log_fields(request)["reference"] = target or None
     try:
         name = check_name(match["name"])
+        route = await _cache_route(request, name)
+        if route is not None:
+            name = route.repository
+            log_fields(request)["repository"] = name
+            if request.method in ("POST", "PUT", "PATCH"):
+                raise route.cache.refuse_push(route)
         context = RepositoryRequest(request, request.app.state.registry, name, target)
+        context.route = route
         auth = auth_service(request)
         if auth is not None:
             actions = needed_actions(resource, request.method)
@@ -82,6 +90,28 @@ async def dispatch(request: Request) -> Response:
         return Response(status_code=400)
     except Exception as exc:
         return unexpected_error_response(exc, f"{request.method} {request.url.path}")
+
+
+async def _cache_route(request: Request, name: str) -> Route | None:
+    """The pull-through cache answering for `name`, if one does.
+
+    Only reads go to a cache by `?ns=` or as the default mirror: a push of an
+    unprefixed name is a push to a local repository.
+    """
+    cache: PullThroughCache | None = request.app.state.mirror
+    if cache is None:
+        return None
+    reading = request.method in ("GET", "HEAD")
+    ns = request.query_params.get("ns") if reading else None
+    if reading:
+        is_local = request.app.state.registry.metadata.repository_exists
+    else:
+        is_local = _always_local
+    return await cache.route(name, ns, is_local)
+
+
+async def _always_local(name: str) -> bool:
+    return True
 
 
 async def _limited(

@@ -56,6 +56,8 @@ ERROR_TABLE: dict[type[errors.RegistryError], tuple[str, int, HeaderMaker | None
     errors.ScopeInvalid: ("UNSUPPORTED", 400, None),
     errors.LifecyclePolicyUnknown: ("POLICY_UNKNOWN", 404, None),
     errors.LifecyclePolicyInvalid: ("POLICY_INVALID", 400, None),
+    # Distribution's code for a registry that cannot answer for now.
+    errors.UpstreamUnavailable: ("UNAVAILABLE", 502, None),
 }
 
 

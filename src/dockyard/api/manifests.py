@@ -30,12 +30,17 @@ async def get(ctx: RepositoryRequest) -> Response:
 
 async def head(ctx: RepositoryRequest) -> Response:
     reference = parse_reference(ctx.target)
-    manifest = await ctx.registry.check_manifest(ctx.name, reference)
+    if ctx.route is not None:
+        manifest = await ctx.route.cache.manifest(ctx.route, reference)
+    else:
+        manifest = await ctx.registry.check_manifest(ctx.name, reference)
     return Response(headers=_headers(manifest))
 
 
 async def _find(ctx: RepositoryRequest) -> StoredManifest:
     reference = parse_reference(ctx.target)
+    if ctx.route is not None:
+        return await ctx.route.cache.manifest(ctx.route, reference)
     return await ctx.registry.get_manifest(ctx.name, reference)
 
 

@@ -12,6 +12,7 @@ from dockyard.cli.ratelimit import ratelimit
 from dockyard.cli.referrers import referrers
 from dockyard.cli.repos import quota, repo, usage
 from dockyard.cli.serve import serve
+from dockyard.cli.upstreams import upstream
 
 
 @click.group()
@@ -23,6 +24,7 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(referrers)
 main.add_command(gc)
+main.add_command(upstream)
 for command in (repo, quota, usage, policy, ratelimit):
     main.add_command(command)
 for command in ACCOUNT_COMMANDS:

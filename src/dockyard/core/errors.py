@@ -137,3 +137,7 @@ class LifecyclePolicyUnknown(RegistryError):
 class LifecyclePolicyInvalid(RegistryError):
     """A lifecycle policy document that breaks the format; `detail.faults`
     lists every fault."""
+
+
+class UpstreamUnavailable(RegistryError):
+    """A pull-through cache's upstream failed, and nothing cached can stand in."""

@@ -61,6 +61,23 @@ class BlobStore(Protocol):
 
     def read_upload(self, upload_id: str) -> AsyncIterator[bytes]: ...
 
+    async def open_upload(
+        self, upload_id: str, offset: int, length: int
+    ) -> AsyncIterator[bytes] | None:
+        """Stream staged bytes from `offset`, all of them already staged.
+
+        None when the upload is gone: cancelled, or committed as a blob. It
+        may also go before the first byte is read: `FileNotFoundError`.
+        """
+
+    def fetch_lock(self, digest: Digest) -> AbstractAsyncContextManager[bool]:
+        """Try to become the one fetcher of a blob from an upstream registry.
+
+        Yields True to the one holder, which keeps it until the fetch ends,
+        and False at once to everyone else meanwhile.
+        """
+        ...
+
     def sealed_upload(self, upload_id: str) -> AbstractAsyncContextManager[None]:
         """Hold off every other request on the upload while it is finished.
 

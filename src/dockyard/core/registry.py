@@ -357,6 +357,35 @@ class Registry:
         await self.metadata.put_manifest(repository, record, tags, frozen)
         return PutResult(digest, subject)
 
+    async def cache_manifest(
+        self,
+        repository: str,
+        digest: Digest,
+        body: bytes,
+        content_type: str | None,
+        tag: str | None = None,
+    ) -> StoredManifest:
+        """Store a manifest a pull-through cache fetched, whose digest the
+        cache checked, under `tag` if given.
+
+        Its blobs and listed manifests are fetched when first asked for, so
+        none need be present. Tag immutability does not apply: a cache
+        follows its upstream's tags.
+        """
+        manifest = parse_manifest(body, content_type)
+        subject = manifest.subject.digest if manifest.subject else None
+        record = NewManifest(
+            digest=digest,
+            media_type=manifest.media_type,
+            content=body,
+            artifact_type=manifest.artifact_type or manifest.config_media_type,
+            subject=subject,
+            blobs=[d.digest for d in manifest.blobs],
+            children=[d.digest for d in manifest.children],
+        )
+        await self.metadata.put_manifest(repository, record, [tag] if tag else [])
+        return StoredManifest(digest, manifest.media_type, body)
+
     def _manifest_digest(self, reference: str | Digest, body: bytes) -> Digest:
         if not isinstance(reference, Digest):
             return Digest.of(body)

@@ -247,3 +247,16 @@ lifecycle_policies = Table(
     Column("document", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# What each pull-through cache served: from the cache (hits) or fetched from
+# its upstream (misses), and the upstream's last failure.
+upstream_counters = Table(
+    "upstream_counters",
+    metadata,
+    Column("upstream", String(255), primary_key=True),
+    Column("hits", BigInteger, nullable=False),
+    Column("misses", BigInteger, nullable=False),
+    Column("failures", BigInteger, nullable=False),
+    Column("last_failure", Text, nullable=True),
+    Column("last_failure_at", DateTime(timezone=True), nullable=True),
+)

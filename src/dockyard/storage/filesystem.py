@@ -4,6 +4,7 @@ The layout under the root::
 
     blobs/<algorithm>/<first two hex>/<hex>   verified blob bytes, read-only
     uploads/<upload id>                        bytes staged by an open upload
+    fetches/<algorithm>-<hex>.lock             held while a cache fetches a blob
 
 A blob file appears only by `rename` of a staged file that was flushed to disk
 and whose digest was verified, so a crash at any moment leaves either no blob
@@ -146,6 +147,16 @@ class FilesystemBlobStore:
     def read_upload(self, upload_id: str) -> AsyncIterator[bytes]:
         return _stream(self._upload_path(upload_id), 0, None, self._io)
 
+    async def open_upload(
+        self, upload_id: str, offset: int, length: int
+    ) -> AsyncIterator[bytes] | None:
+        # Opened lazily, so that a stream never read holds no file open; a
+        # file committed or cancelled after this check raises on first read.
+        path = self._upload_path(upload_id)
+        if not path.exists():
+            return None
+        return _stream(path, offset, length, self._io)
+
     async def commit_upload(self, upload_id: str, digest: Digest) -> None:
         source = self._upload_path(upload_id)
         target = self._blob_path(digest)
@@ -168,6 +179,29 @@ class FilesystemBlobStore:
             mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
             await anyio.to_thread.run_sync(fcntl.flock, fd, mode)
             yield
+        finally:
+            os.close(fd)
+
+    @asynccontextmanager
+    async def fetch_lock(self, digest: Digest) -> AsyncIterator[bool]:
+        # A lock file per blob, rather than a lock on the staged file, which
+        # `append_upload` locks for itself. It is removed after a fetch
+        # succeeds; anyone who locks a removed file then finds the blob.
+        path = self.root / "fetches" / f"{digest.algorithm}-{digest.encoded}.lock"
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                if await self.stat(digest) is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
         finally:
             os.close(fd)
 

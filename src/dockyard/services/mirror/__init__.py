@@ -1,0 +1,1 @@
+"""Pull-through caches of upstream registries."""
