@@ -209,3 +209,39 @@ async def test_committing_a_cancelled_upload_is_an_upload_error(store):
     await store.cancel_upload("u1")
     with pytest.raises(UploadUnknown):
         await store.commit_upload("u1", Digest.of(b"x"))
+
+
+async def test_open_upload_streams_staged_bytes_and_none_once_gone(store):
+    data = os.urandom(3000)
+    await stage(store, "staged", data)
+
+    assert (
+        await collect(await store.open_upload("staged", 1000, 500)) == data[1000:1500]
+    )
+
+    await store.commit_upload("staged", Digest.of(data))
+    assert await store.open_upload("staged", 0, 10) is None
+
+
+async def test_fetch_lock_has_one_holder_at_a_time(store):
+    digest = Digest.of(b"fetched")
+
+    async with store.fetch_lock(digest) as first, store.fetch_lock(digest) as second:
+        assert (first, second) == (True, False)
+
+    async with store.fetch_lock(digest) as again:
+        assert again is True
+
+
+async def test_fetch_lock_holder_finds_the_blob_another_stored(store):
+    data = b"stored meanwhile"
+    digest = Digest.of(data)
+
+    async with store.fetch_lock(digest) as leading:
+        assert leading
+        await stage(store, "fetch", data)
+        await store.commit_upload("fetch", digest)
+
+    async with store.fetch_lock(digest) as leading:
+        assert leading
+        assert await store.stat(digest) == len(data)

@@ -1,0 +1,155 @@
+"""Routing to pull-through caches, and reading an upstream's login answers."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dockyard.bootstrap import build_mirror, build_registry
+from dockyard.config import Config, ConfigError, load_config
+from dockyard.core.digest import Digest
+from dockyard.core.errors import NameInvalid, UpstreamUnavailable
+from dockyard.services.mirror.cache import PullThroughCache, _checked_digest
+from dockyard.services.mirror.upstream import (
+    Upstream,
+    UpstreamFailed,
+    _challenge_params,
+    _token_of,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+UPSTREAMS = [
+    {"name": "hub", "url": "https://registry-1.docker.io", "mirror": True},
+    {"name": "quay", "url": "https://quay.io/"},
+]
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> PullThroughCache:
+    config = Config(data_dir=tmp_path, upstreams=UPSTREAMS)
+    mirror = build_mirror(config, build_registry(config))
+    assert mirror is not None
+    return mirror
+
+
+def local(*names: str):
+    async def is_local(name: str) -> bool:
+        return name in names
+
+    return is_local
+
+
+async def test_a_prefixed_name_goes_to_its_upstream(cache):
+    route = await cache.route("quay/coreos/etcd", None, local())
+
+    assert route is not None
+    assert (route.upstream.name, route.repository, route.remote) == (
+        "quay",
+        "quay/coreos/etcd",
+        "coreos/etcd",
+    )
+
+
+async def test_an_unprefixed_name_goes_to_the_mirror_unless_it_is_local(cache):
+    route = await cache.route("library/debian", None, local())
+    assert route is not None
+    assert (route.upstream.name, route.repository) == ("hub", "hub/library/debian")
+
+    assert await cache.route("team/app", None, local("team/app")) is None
+
+
+async def test_ns_picks_the_upstream_by_registry_host(cache):
+    route = await cache.route("coreos/etcd", "quay.io", local("coreos/etcd"))
+    assert route is not None
+    assert route.repository == "quay/coreos/etcd"
+
+    docker = await cache.route("library/debian", "docker.io", local())
+    assert docker is not None and docker.upstream.name == "hub"
+
+
+async def test_a_name_too_long_with_the_prefix_is_refused(cache):
+    with pytest.raises(NameInvalid):
+        await cache.route("a" * 254, None, local())
+
+
+async def test_the_namespace_alone_is_no_cached_repository(cache):
+    assert await cache.route("quay", None, local("quay")) is None
+
+
+def test_config_refuses_bad_upstreams(tmp_path: Path):
+    bad = [
+        [{"name": "Hub", "url": "https://x.io"}],
+        [{"name": "hub", "url": "ftp://x.io"}],
+        [{"name": "hub", "url": "https://x.io/v2/"}],
+        [{"name": "hub", "url": "https://x.io", "username": "u"}],
+        [{"name": "a", "url": "https://x.io"}, {"name": "a", "url": "https://y.io"}],
+        [
+            {"name": "a", "url": "https://x.io", "mirror": True},
+            {"name": "b", "url": "https://y.io", "mirror": True},
+        ],
+    ]
+    for upstreams in bad:
+        with pytest.raises(ConfigError, match="upstreams"):
+            load_config(None, data_dir=tmp_path, upstreams=upstreams)
+
+
+def test_the_password_stays_out_of_the_config_repr(tmp_path: Path):
+    upstream = {"name": "a", "url": "https://x.io", "username": "u", "password": "pw"}
+    config = Config(data_dir=tmp_path, upstreams=[upstream])
+
+    assert "pw" not in repr(config)
+
+
+def test_challenge_parameters_with_quotes_commas_and_escapes():
+    params = _challenge_params(
+        'realm="https://auth.docker.io/token",service="registry.docker.io",'
+        'scope="repository:library/debian:pull,push",error=insufficient_scope,'
+        'note="say \\"hi\\""'
+    )
+
+    assert params == {
+        "realm": "https://auth.docker.io/token",
+        "service": "registry.docker.io",
+        "scope": "repository:library/debian:pull,push",
+        "error": "insufficient_scope",
+        "note": 'say "hi"',
+    }
+
+
+def test_a_token_answer_in_either_spelling_with_a_default_lifetime():
+    docker = httpx.Response(200, json={"token": "abc", "expires_in": 300})
+    oauth = httpx.Response(200, json={"access_token": "def"})
+
+    assert _token_of(docker, "hub") == ("abc", 300.0)
+    assert _token_of(oauth, "hub") == ("def", 60.0)
+
+
+def test_a_token_answer_without_a_token_is_a_failure():
+    for response in (
+        httpx.Response(200, json={}),
+        httpx.Response(200, text="<html>"),
+        httpx.Response(200, json=["token"]),
+    ):
+        with pytest.raises(UpstreamFailed, match="sent no token"):
+            _token_of(response, "hub")
+
+
+def test_a_manifest_that_hashes_otherwise_is_refused():
+    upstream = Upstream(Config(upstreams=UPSTREAMS).upstreams[0])
+    content = b'{"schemaVersion": 2}'
+    right = Digest.of(content)
+
+    assert _checked_digest(upstream, right, None, content) == right
+    assert _checked_digest(upstream, "latest", right, content) == right
+    assert _checked_digest(upstream, "latest", None, content) == right
+    with pytest.raises(UpstreamUnavailable, match="nothing was kept"):
+        _checked_digest(upstream, "latest", Digest.of(b"other"), content)
+    with pytest.raises(UpstreamUnavailable):
+        _checked_digest(upstream, Digest.of(b"other"), None, content)
