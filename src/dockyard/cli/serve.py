@@ -63,6 +63,7 @@ def serve(
     _check_tls(config)
     _prepare_storage(config)
     _explain_rate_limits(config)
+    _explain_upstreams(config)
 
     logger.info(
         "metadata in %s, blobs in %s",
@@ -146,6 +147,17 @@ def _explain_rate_limits(config: Config) -> None:
             "rate limits are counted in each of the %d workers; set redis_url to "
             "count them once for all",
             config.worker_count,
+        )
+
+
+def _explain_upstreams(config: Config) -> None:
+    for upstream in config.upstreams:
+        mirror = ", and for unprefixed names" if upstream.mirror else ""
+        logger.info(
+            "pull-through cache of %s under %s/%s",
+            upstream.url,
+            upstream.name,
+            mirror,
         )
 
 
