@@ -112,6 +112,7 @@ def build_auth(
         auditor,
         settings.token_ttl,
         settings.refresh_token_ttl,
+        tuple(upstream.name for upstream in config.upstreams),
     )
 
 

@@ -81,11 +81,18 @@ async def identify(request: Request, auth: AuthService, scope: str = "") -> Call
 
 
 async def authorize(
-    request: Request, auth: AuthService, repository: str, actions: set[str]
+    request: Request,
+    auth: AuthService,
+    repository: str,
+    actions: set[str],
+    caller: Caller | None = None,
 ) -> Caller:
-    """The caller, if they may take `actions` on `repository`; else raise."""
+    """The caller, if they may take `actions` on `repository`; else raise.
+
+    `caller`, if given, was identified already.
+    """
     scope = challenge_scope(repository, actions)
-    caller = await identify(request, auth, scope)
+    caller = caller or await identify(request, auth, scope)
     if await caller.may(auth, repository, actions):
         return caller
 
@@ -97,6 +104,20 @@ async def authorize(
                 "the token does not cover this request", scope, "insufficient_scope"
             )
     raise refusal(caller.principal, scope)
+
+
+async def authorize_cached_pull(
+    request: Request, auth: AuthService, caller: Caller, requested: str, cached: str
+) -> None:
+    """A pull of `requested` that a pull-through cache answers, as a mirror,
+    from its repository `cached`: the caller needs pull there. Clients ask
+    for tokens by the name they pull, so the challenge names `requested`, and
+    the token endpoint grants the cache's repository for it."""
+    try:
+        await authorize(request, auth, cached, {PULL}, caller)
+    except Unauthorized as exc:
+        scope = challenge_scope(requested, {PULL})
+        raise Unauthorized(exc.message, scope, exc.reason) from None
 
 
 def refusal(principal: Principal, scope: str) -> RegistryError:

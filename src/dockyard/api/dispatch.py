@@ -15,7 +15,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from dockyard.api import blobs, manifests, referrers, tags, uploads
-from dockyard.api.auth import auth_service, authorize, unauthorized_response
+from dockyard.api.auth import (
+    Caller,
+    auth_service,
+    authorize,
+    authorize_cached_pull,
+    challenge_scope,
+    identify,
+    unauthorized_response,
+)
 from dockyard.api.context import Handler, RepositoryRequest
 from dockyard.api.errors import (
     error_response,
@@ -63,20 +71,7 @@ async def dispatch(request: Request) -> Response:
     log_fields(request)["repository"] = match["name"]
     log_fields(request)["reference"] = target or None
     try:
-        name = check_name(match["name"])
-        route = await _cache_route(request, name)
-        if route is not None:
-            name = route.repository
-            log_fields(request)["repository"] = name
-            if request.method in ("POST", "PUT", "PATCH"):
-                raise route.cache.refuse_push(route)
-        context = RepositoryRequest(request, request.app.state.registry, name, target)
-        context.route = route
-        auth = auth_service(request)
-        if auth is not None:
-            actions = needed_actions(resource, request.method)
-            context.caller = await authorize(request, auth, name, actions)
-            log_fields(request)["user"] = context.caller.actor
+        context = await _repository_request(request, match["name"], resource, target)
         limiter: RateLimiter | None = request.app.state.rate_limiter
         if limiter is None:
             return await handler(context)
@@ -92,22 +87,63 @@ async def dispatch(request: Request) -> Response:
         return unexpected_error_response(exc, f"{request.method} {request.url.path}")
 
 
-async def _cache_route(request: Request, name: str) -> Route | None:
+async def _repository_request(
+    request: Request, requested: str, resource: str, target: str
+) -> RepositoryRequest:
+    """Validate the name, identify the caller, find the repository (a
+    pull-through cache's, perhaps) and check the caller's rights on it."""
+    check_name(requested)
+    auth = auth_service(request)
+    actions = needed_actions(resource, request.method)
+    caller = None
+    if auth is not None:
+        caller = await identify(request, auth, challenge_scope(requested, actions))
+
+    route = await _cache_route(request, requested, caller)
+    name = route.repository if route else requested
+    log_fields(request)["repository"] = name
+    if route is not None and request.method in ("POST", "PUT", "PATCH"):
+        raise route.cache.refuse_push(route)
+
+    context = RepositoryRequest(request, request.app.state.registry, name, target)
+    context.route = route
+    if auth is None or caller is None:
+        return context
+    if name != requested:
+        await authorize_cached_pull(request, auth, caller, requested, name)
+    else:
+        await authorize(request, auth, name, actions, caller)
+    context.caller = caller
+    log_fields(request)["user"] = caller.actor
+    return context
+
+
+async def _cache_route(
+    request: Request, name: str, caller: Caller | None
+) -> Route | None:
     """The pull-through cache answering for `name`, if one does.
 
     Only reads go to a cache by `?ns=` or as the default mirror: a push of an
-    unprefixed name is a push to a local repository.
+    unprefixed name is a push to a local repository. A local repository of
+    the same name wins, if the caller may pull it: to anyone else it does
+    not exist, and the mirror answers.
     """
     cache: PullThroughCache | None = request.app.state.mirror
     if cache is None:
         return None
-    reading = request.method in ("GET", "HEAD")
-    ns = request.query_params.get("ns") if reading else None
-    if reading:
-        is_local = request.app.state.registry.metadata.repository_exists
-    else:
-        is_local = _always_local
-    return await cache.route(name, ns, is_local)
+    if request.method not in ("GET", "HEAD"):
+        return await cache.route(name, None, _always_local)
+
+    async def is_local(candidate: str) -> bool:
+        registry = request.app.state.registry
+        if not await registry.metadata.repository_exists(candidate):
+            return False
+        auth = auth_service(request)
+        if auth is None or caller is None:
+            return True
+        return await caller.may(auth, candidate, {PULL})
+
+    return await cache.route(name, request.query_params.get("ns"), is_local)
 
 
 async def _always_local(name: str) -> bool:

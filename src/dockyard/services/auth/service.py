@@ -31,7 +31,7 @@ from dockyard.services.auth.permissions import (
     expand_actions,
 )
 from dockyard.services.auth.records import AccessToken, AccountStore, User
-from dockyard.services.auth.scopes import Scope, parse_scope
+from dockyard.services.auth.scopes import PULL, Scope, parse_scope
 from dockyard.services.auth.throttle import LoginThrottle
 from dockyard.services.auth.tokens import Claims, TokenSigner
 
@@ -50,12 +50,15 @@ class AuthService:
         auditor: Auditor,
         token_ttl: int,
         refresh_token_ttl: int,
+        mirror_namespaces: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.signer = signer
         self.auditor = auditor
         self.token_ttl = token_ttl
         self.refresh_token_ttl = refresh_token_ttl
+        # Namespaces of pull-through caches that answer unprefixed names.
+        self.mirror_namespaces = mirror_namespaces
         self._throttle = throttle
         # Credentials verified in this process, by a hash of the stored hash and
         # the secret: argon2 costs tens of milliseconds, and curl sends Basic
@@ -81,11 +84,27 @@ class AuthService:
         settings = await self.public_settings()
         granted: dict[tuple[str, str], frozenset[str]] = {}
         for scope in scopes:
-            actions = _grantable(principal, scope, settings)
-            if actions:
-                key = (scope.type, scope.name)
+            for kind, name, actions in self._grantable(principal, scope, settings):
+                key = (kind, name)
                 granted[key] = granted.get(key, frozenset()) | actions
         return [Scope(kind, name, actions) for (kind, name), actions in granted.items()]
+
+    def _grantable(
+        self, principal: Principal, scope: Scope, settings: dict[str, bool]
+    ) -> list[tuple[str, str, frozenset[str]]]:
+        actions = _grantable(principal, scope, settings)
+        if actions or PULL not in scope.actions or scope.type != "repository":
+            return [(scope.type, scope.name, actions)] if actions else []
+        # A name a pull-through cache may answer as a mirror: clients ask for
+        # tokens by the name they pull, and the registry checks the token
+        # against the cache's repository.
+        grants = []
+        for namespace in self.mirror_namespaces:
+            name = f"{namespace}/{scope.name}"
+            cached = Scope(scope.type, name, frozenset({PULL}))
+            if _grantable(principal, cached, settings):
+                grants.append((scope.type, name, frozenset({PULL})))
+        return grants
 
     def issue(self, principal: Principal, access: list[Scope]) -> str:
         return self.signer.issue(

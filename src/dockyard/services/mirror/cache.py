@@ -135,9 +135,13 @@ class PullThroughCache:
         if rest and prefix in self.upstreams:
             return Route(self, self.upstreams[prefix], name, rest)
 
-        upstream = self._by_host.get(ns) if ns else None
-        if upstream is None and self._default is not None:
-            upstream = None if await is_local(name) else self._default
+        if ns:
+            # A registry no upstream stands for: Dockyard's own names.
+            upstream = self._by_host.get(ns)
+        elif self._default is not None and not await is_local(name):
+            upstream = self._default
+        else:
+            upstream = None
         if upstream is None:
             return None
         return Route(self, upstream, check_name(f"{upstream.name}/{name}"), name)
