@@ -18,11 +18,13 @@ like any other.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from dockyard.config import UpstreamConfig
 from dockyard.core import errors
@@ -107,6 +109,8 @@ class PullThroughCache:
         self._default = mirrors[0] if mirrors else None
         self._fetcher = BlobFetcher(registry)
         self._counts = _Counts(store)
+        # Manifest requests to upstreams under way, by (repository, reference).
+        self._asking: dict[tuple[str, str], asyncio.Future[StoredManifest]] = {}
         # (repository, tag) -> (digest, when the upstream last confirmed it).
         self._confirmed: OrderedDict[tuple[str, str], tuple[Digest, float]] = (
             OrderedDict()
@@ -162,11 +166,27 @@ class PullThroughCache:
             if cached is not None:
                 await self._counts.hit(route.upstream)
                 return cached
-            return await self._fetch_manifest(route, reference)
-        if cached is not None and self._still_confirmed(route, reference, cached):
+            fetch = partial(self._fetch_manifest, route, reference)
+        elif cached is not None and self._still_confirmed(route, reference, cached):
             await self._counts.hit(route.upstream)
             return cached
-        return await self._revalidate(route, reference, cached)
+        else:
+            fetch = partial(self._revalidate, route, reference, cached)
+        return await self._shared((route.repository, str(reference)), fetch)
+
+    async def _shared(
+        self, key: tuple[str, str], work: Callable[[], Awaitable[StoredManifest]]
+    ) -> StoredManifest:
+        """One upstream request in this process for clients asking together.
+
+        Shielded: a client that hangs up does not cancel the others' answer.
+        """
+        task = self._asking.get(key)
+        if task is None:
+            task = asyncio.ensure_future(work())
+            self._asking[key] = task
+            task.add_done_callback(lambda _: self._asking.pop(key, None))
+        return await asyncio.shield(task)
 
     def _still_confirmed(self, route: Route, tag: str, cached: StoredManifest) -> bool:
         confirmed = self._confirmed.get((route.repository, tag))
