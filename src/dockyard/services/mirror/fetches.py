@@ -209,7 +209,10 @@ class BlobFetcher:
                     yield chunk
                 return
 
-            staged = await blobs.upload_size(fetch.upload_id) or 0
+            # The last staged byte is held back until the digest checks out
+            # and the blob is stored: a client given every byte of a blob
+            # that then fails the check could not tell it was broken off.
+            staged = (await blobs.upload_size(fetch.upload_id) or 0) - 1
             staged = staged if end is None else min(staged, end)
             if staged > position:
                 async for chunk in _staged(blobs, fetch, position, staged - position):
