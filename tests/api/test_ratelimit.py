@@ -416,8 +416,109 @@ def test_every_request_counts_past_the_request_limit(writer, repo):
 
     assert [r.status_code for r in answers] == [404] * 5
     assert_refused(refused, "request rate limit of 5 per minute")
-    # Only requests under /v2/<name>/ are counted.
-    assert base.status_code == 200
+    assert_refused(base, "request rate limit of 5 per minute")
+
+
+def test_the_request_limit_counts_every_endpoint_under_v2(writer, repo):
+    answers = [
+        writer.get("/v2/"),
+        writer.get("/v2/_catalog"),
+        writer.get("/v2/Not_A_Name/tags/list"),
+        writer.delete(f"/v2/{repo}/tags/list"),
+        writer.get("/v2/no-such-endpoint"),
+    ]
+    refused = writer.get("/v2/_catalog")
+
+    assert [r.status_code for r in answers] == [200, 200, 400, 405, 404]
+    assert_refused(refused, "request rate limit of 5 per minute")
+
+
+# Callers who have not proven who they are
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    env = limits_env(requests="6/minute")
+    with auth_server(tmp_path_factory, env, ONE_WORKER) as running:
+        yield running
+
+
+@pytest.fixture
+def guarded(guarded_server: AuthServer, counters: redis.Redis) -> AuthServer:
+    return guarded_server
+
+
+def test_requests_refused_for_want_of_credentials_are_limited(guarded):
+    with guarded.client() as client:
+        refused = [manifest(client, "GET", repo="team/app") for _ in range(6)]
+        over = manifest(client, "GET", repo="team/app")
+
+    assert [r.status_code for r in refused] == [401] * 6
+    message = assert_refused(over, "request rate limit of 6 per minute")
+    assert f"for {LOCAL}; log in or wait" in message
+    assert "WWW-Authenticate" not in over.headers
+
+
+def test_wrong_credentials_are_limited_by_address(guarded):
+    wrong = httpx.BasicAuth(ALICE.name, "not-her-password")
+    with guarded.client(wrong) as client:
+        refused = [client.get("/v2/") for _ in range(3)]
+    with guarded.client(headers={"Authorization": "Bearer forged"}) as client:
+        refused += [manifest(client, "GET", repo=PUBLIC_REPO) for _ in range(3)]
+        over = client.get("/v2/")
+
+    assert [r.status_code for r in refused] == [401] * 6
+    assert_refused(over, "request rate limit of 6 per minute")
+
+
+def test_every_endpoint_counts_for_a_caller_not_yet_known(guarded):
+    with guarded.client() as client:
+        answers = [
+            client.get("/v2/"),
+            client.get("/v2/_catalog"),
+            client.get(f"/v2/{PUBLIC_REPO}/tags/list"),
+            client.get("/v2/Not_A_Name/tags/list"),
+            client.delete(f"/v2/{PUBLIC_REPO}/tags/list"),
+            client.get("/v2/no-such-endpoint"),
+        ]
+        over = manifest(client, "GET", repo=PUBLIC_REPO)
+
+    assert [r.status_code for r in answers] == [401, 401, 200, 400, 405, 404]
+    assert_refused(over, "request rate limit")
+
+
+def test_a_login_counts_against_the_account_once_not_the_address(guarded):
+    with guarded.client() as client:
+        flood = [client.get("/v2/") for _ in range(7)]
+    with guarded.client(ALICE.basic) as client:
+        hers = [client.get("/v2/"), client.get("/v2/_catalog")]
+        hers += [manifest(client, "GET", repo=PUBLIC_REPO) for _ in range(4)]
+        her_over = client.get(f"/v2/{PUBLIC_REPO}/tags/list")
+
+    assert [r.status_code for r in flood] == [401] * 6 + [429]
+    assert [r.status_code for r in hers] == [200] * 6
+    assert "for alice; wait" in assert_refused(her_over, "request rate limit")
+
+
+def test_refusals_of_a_known_caller_count_against_the_account(guarded):
+    with guarded.client(BOB.basic) as client:
+        denied = [manifest(client, "GET", repo="team/app") for _ in range(6)]
+        over = manifest(client, "GET", repo="team/app")
+    with guarded.client() as client:
+        anonymous = client.get(f"/v2/{PUBLIC_REPO}/tags/list")
+
+    assert [r.status_code for r in denied] == [403] * 6
+    assert "for bob; wait" in assert_refused(over, "request rate limit")
+    assert anonymous.status_code == 200
+
+
+def test_forwarded_for_buys_an_unknown_caller_no_fresh_allowance(guarded):
+    with guarded.client() as client:
+        answers = [
+            client.get("/v2/", headers=forwarded(f"203.0.113.{n}")) for n in range(7)
+        ]
+
+    assert [r.status_code for r in answers] == [401] * 6 + [429]
 
 
 # Behind a trusted proxy
@@ -466,6 +567,29 @@ def test_forwarded_ipv6_addresses_are_counted_per_64(proxied):
     ]
     assert_refused(refused, "2001:db8:7:1::/64")
     assert rate_headers(next_door) == quota(2, 1, "2001:db8:7:2::/64")
+
+
+@pytest.fixture(scope="module")
+def proxied_guard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    """Auth on, counting in the process; each test forwards its own addresses."""
+    env = {
+        **limits_env(shared=False, requests="3/minute"),
+        "DOCKYARD_TRUSTED_PROXIES": json.dumps([LOCAL]),
+    }
+    with empty_auth_server(tmp_path_factory, env, ONE_WORKER) as running:
+        yield running
+
+
+def test_forwarded_addresses_are_limited_apart_before_a_login(proxied_guard):
+    with proxied_guard.client() as client:
+        first = [
+            client.get("/v2/", headers=forwarded("203.0.113.20")) for _ in range(4)
+        ]
+        other = client.get("/v2/_catalog", headers=forwarded("203.0.113.21"))
+
+    assert [r.status_code for r in first] == [401] * 3 + [429]
+    assert "203.0.113.20" in assert_refused(first[-1], "request rate limit")
+    assert other.status_code == 401
 
 
 # Counters shared through Redis

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 
 from dockyard.api import management
 from dockyard.api.access_log import AccessLog
-from dockyard.api.auth import auth_service, identify, unauthorized_response
+from dockyard.api.auth import auth_service, unauthorized_response
 from dockyard.api.catalog import catalog
 from dockyard.api.dispatch import ALL_METHODS, dispatch
 from dockyard.api.errors import (
@@ -27,6 +27,7 @@ from dockyard.api.errors import (
 )
 from dockyard.api.jsonbody import json_body
 from dockyard.api.proxy import behind_proxies
+from dockyard.api.ratelimit import count_request, counted_by_address, identified
 from dockyard.api.token import token
 from dockyard.bootstrap import (
     build_auth,
@@ -101,19 +102,19 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
 async def api_version(request: Request) -> Response:
     """200 once the caller is authenticated, so clients can test a login."""
     auth = auth_service(request)
-    if auth is not None:
-        try:
-            caller = await identify(request, auth)
-        except Unauthorized as exc:
-            return unauthorized_response(request, exc)
-        except RegistryError as exc:
-            return registry_error_response(exc)
-        except Exception as exc:
-            return unexpected_error_response(exc, f"{request.method} /v2/")
-        if caller.claims is None and caller.principal.anonymous:
-            return unauthorized_response(
-                request, Unauthorized("authentication required; log in first")
-            )
+    try:
+        caller = None if auth is None else await identified(request, auth)
+        await count_request(request, caller)
+    except Unauthorized as exc:
+        return unauthorized_response(request, exc)
+    except RegistryError as exc:
+        return registry_error_response(exc)
+    except Exception as exc:
+        return unexpected_error_response(exc, f"{request.method} /v2/")
+    if caller is not None and caller.claims is None and caller.principal.anonymous:
+        return unauthorized_response(
+            request, Unauthorized("authentication required; log in first")
+        )
     return json_body({})
 
 
@@ -123,7 +124,13 @@ async def routing_error(request: Request, exc: Exception) -> Response:
     where = f"{request.method} {request.url.path}"
     messages = {404: f"no such endpoint: {where}", 405: f"method not allowed: {where}"}
     message = messages.get(exc.status_code, exc.detail)
-    return error_response("UNSUPPORTED", exc.status_code, message, headers=exc.headers)
+    response = error_response(
+        "UNSUPPORTED", exc.status_code, message, headers=exc.headers
+    )
+    if request.url.path.startswith("/v2/"):
+        # Under /v2/ even a wrong path counts against the `requests` limit.
+        return await counted_by_address(request, response)
+    return response
 
 
 def worker_app() -> ASGIApp:

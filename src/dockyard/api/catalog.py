@@ -13,13 +13,13 @@ from starlette.responses import Response
 
 from dockyard.api.auth import (
     auth_service,
-    identify,
     refusal,
     token_allows,
     unauthorized_response,
 )
 from dockyard.api.errors import registry_error_response, unexpected_error_response
 from dockyard.api.pagination import paginated
+from dockyard.api.ratelimit import count_request, identified
 from dockyard.core.errors import RegistryError, Unauthorized
 from dockyard.services.auth.permissions import Principal, allowed_actions
 from dockyard.services.auth.scopes import PULL
@@ -35,7 +35,9 @@ async def catalog(request: Request) -> Response:
     try:
         lister: Lister = registry.list_repositories
         auth = auth_service(request)
-        if auth is not None:
+        if auth is None:
+            await count_request(request, None)
+        else:
             principal = await _catalog_caller(request, auth)
             lister = await _visible_to(auth, principal, registry.list_repositories)
         return await paginated(request, "repositories", lister, DEFAULT_PAGE)
@@ -49,7 +51,8 @@ async def catalog(request: Request) -> Response:
 
 async def _catalog_caller(request: Request, auth: AuthService) -> Principal:
     scope = str(CATALOG)
-    caller = await identify(request, auth, scope)
+    caller = await identified(request, auth, scope)
+    await count_request(request, caller)
     if caller.claims is None:
         if caller.principal.anonymous:
             raise refusal(caller.principal, scope)

@@ -21,7 +21,6 @@ from dockyard.api.auth import (
     authorize,
     authorize_cached_pull,
     challenge_scope,
-    identify,
     unauthorized_response,
 )
 from dockyard.api.context import Handler, RepositoryRequest
@@ -30,11 +29,16 @@ from dockyard.api.errors import (
     registry_error_response,
     unexpected_error_response,
 )
+from dockyard.api.ratelimit import (
+    count_request,
+    counted_by_address,
+    identified,
+    rate_caller,
+)
 from dockyard.core.errors import RegistryError, Unauthorized
 from dockyard.core.names import check_name
 from dockyard.services.auth.scopes import DELETE, PULL, PUSH
 from dockyard.services.mirror.cache import PullThroughCache, Route
-from dockyard.services.ratelimit import Caller as RateCaller
 from dockyard.services.ratelimit import RateLimiter
 
 _RESOURCES = "manifests|blobs/uploads|blobs|tags|referrers"
@@ -54,19 +58,12 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 async def dispatch(request: Request) -> Response:
     match = _PATH.fullmatch(request.url.path)
     if match is None:
-        return _not_found(request)
+        return await counted_by_address(request, _not_found(request))
 
     resource, target = match["resource"], match["target"]
-    handlers = RESOURCES[resource]
-    handler = handlers.get(request.method)
+    handler = RESOURCES[resource].get(request.method)
     if handler is None:
-        allowed = ", ".join(handlers)
-        return error_response(
-            "UNSUPPORTED",
-            405,
-            f"{request.method} is not supported on {resource}; use {allowed}",
-            headers={"Allow": allowed},
-        )
+        return await counted_by_address(request, _unsupported(request, resource))
 
     log_fields(request)["repository"] = match["name"]
     log_fields(request)["reference"] = target or None
@@ -90,14 +87,21 @@ async def dispatch(request: Request) -> Response:
 async def _repository_request(
     request: Request, requested: str, resource: str, target: str
 ) -> RepositoryRequest:
-    """Validate the name, identify the caller, find the repository (a
-    pull-through cache's, perhaps) and check the caller's rights on it."""
-    check_name(requested)
+    """Validate the name, identify the caller, count the request against the
+    `requests` limit, find the repository (a pull-through cache's, perhaps)
+    and check the caller's rights on it."""
+    try:
+        check_name(requested)
+    except RegistryError:
+        await count_request(request, None)
+        raise
     auth = auth_service(request)
     actions = needed_actions(resource, request.method)
     caller = None
     if auth is not None:
-        caller = await identify(request, auth, challenge_scope(requested, actions))
+        caller = await identified(request, auth, challenge_scope(requested, actions))
+    # Counted before any refusal, so that refusals count as well.
+    await count_request(request, caller)
 
     route = await _cache_route(request, requested, caller)
     name = route.repository if route else requested
@@ -156,11 +160,10 @@ async def _limited(
     handler: Handler,
     resource: str,
 ) -> Response:
-    """Count the request against the caller's windows, then answer it; pulls
+    """Count a push or a pull against the caller's windows, then answer; pulls
     and version checks carry the caller's remaining pulls."""
     method = context.request.method
-    caller = rate_caller(context)
-    await limiter.request(caller)
+    caller = rate_caller(context.request, context.caller)
     if method in ("PUT", "POST", "PATCH"):
         await limiter.push(caller)
 
@@ -182,15 +185,6 @@ async def _limited(
     return response
 
 
-def rate_caller(context: RepositoryRequest) -> RateCaller:
-    request = context.request
-    address = request.client.host if request.client else None
-    principal = context.caller.principal if context.caller else None
-    if principal is None or principal.anonymous:
-        return RateCaller(address)
-    return RateCaller(address, principal.subject, principal.token)
-
-
 def needed_actions(resource: str, method: str) -> set[str]:
     """The action a request on `resource` takes, in token-scope terms."""
     if method == "DELETE" and resource in ("manifests", "blobs"):
@@ -204,6 +198,16 @@ def log_fields(request: Request) -> dict[str, object]:
     """Fields the access log adds to this request's line."""
     fields: dict[str, object] = request.scope.setdefault("dockyard.log", {})
     return fields
+
+
+def _unsupported(request: Request, resource: str) -> Response:
+    allowed = ", ".join(RESOURCES[resource])
+    return error_response(
+        "UNSUPPORTED",
+        405,
+        f"{request.method} is not supported on {resource}; use {allowed}",
+        headers={"Allow": allowed},
+    )
 
 
 def _not_found(request: Request) -> Response:
