@@ -630,3 +630,11 @@ def test_show_without_limits_says_so(tmp_path):
 
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == "no rate limits are configured\n"
+
+
+def test_show_refuses_a_source_it_keeps_no_counter_for(tmp_path):
+    shown = show(tmp_path, "2001:db8::/48", limits_env(anonymous="3/minute"))
+
+    assert shown.returncode == 2
+    assert "give an address or an IPv6 /64" in shown.stderr
+    assert shown.stdout == ""

@@ -140,9 +140,8 @@ class RateLimiter:
         if self._requests is not None and self._is_limited(caller):
             await self._hit(self._requests, "request", caller, "request rate limit")
 
-    async def usage(self, source: str) -> list[tuple[str, Quota]]:
-        """What a source (an address or an account) has used, per kind."""
-        caller = _caller_for(source)
+    async def usage(self, caller: Caller) -> list[tuple[str, Quota]]:
+        """What a caller (an address, or an account) has used, per kind."""
         found = []
         for kind, limit in (
             ("pull", self.pull_limit(caller)),
@@ -199,14 +198,6 @@ def _unavailable(exc: Exception) -> None:
     if time.monotonic() - _warned_at > 60:
         _warned_at = time.monotonic()
         logger.warning("rate-limit counters unavailable, not limiting: %s", exc)
-
-
-def _caller_for(source: str) -> Caller:
-    try:
-        ipaddress.ip_network(source, strict=False)
-    except ValueError:
-        return Caller(None, source)
-    return Caller(source)
 
 
 def _window_text(limit: RateLimitItem) -> str:

@@ -26,8 +26,8 @@ from dockyard.services.auth.scopes import format_actions, parse_scope
 
 MIN_PASSWORD_LENGTH = 8
 LOGIN_PASSWORD_TTL = timedelta(hours=12)
-_TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_TEAM_NAME = _TOKEN_NAME
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TEAM_NAME = TOKEN_NAME
 
 
 class Accounts:
@@ -73,7 +73,7 @@ class Accounts:
         user: str | None = None,
     ) -> tuple[AccessToken, str]:
         """A new token and its secret, which is shown once and never kept."""
-        if not _TOKEN_NAME.fullmatch(name):
+        if not TOKEN_NAME.fullmatch(name):
             raise AccountError(
                 f"invalid token name {name!r}: up to 64 letters, digits, . _ -"
             )
