@@ -80,8 +80,8 @@ def _metadata_store(engine: Engine) -> SqlMetadataStore:
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return SqlMetadataStore(engine)
-    stamp = ChangeStamp(Path(database + "-stamp"))
-    return CachedMetadataStore(engine, stamp)
+    path = Path(database + "-stamp")
+    return CachedMetadataStore(engine, ChangeStamp(path), ChangeStamp(path, slot=1))
 
 
 def auth_enabled(config: Config, store: AccountStore) -> bool:

@@ -5,6 +5,7 @@ from sqlalchemy import create_engine
 
 from dockyard.core.digest import Digest
 from dockyard.core.ports import NewManifest
+from dockyard.core.settings import TagRule
 from dockyard.metadata.cache import CachedMetadataStore, ChangeStamp
 from dockyard.metadata.migrate import upgrade
 from dockyard.metadata.store import create_db_engine
@@ -24,7 +25,9 @@ def two_processes(tmp_path):
     upgrade(create_engine(url))
     stamp_path = tmp_path / "dockyard.db-stamp"
     return [
-        CachedMetadataStore(create_db_engine(url), ChangeStamp(stamp_path))
+        CachedMetadataStore(
+            create_db_engine(url), ChangeStamp(stamp_path), ChangeStamp(stamp_path, 1)
+        )
         for _ in range(2)
     ]
 
@@ -79,3 +82,24 @@ async def test_callers_cannot_change_a_cached_tag_list(two_processes):
     await first.put_manifest("a/b", manifest(b"{}"), ["t"])
     (await first.list_tags("a/b", None, None)).clear()
     assert await first.list_tags("a/b", None, None) == ["t"]
+
+
+async def test_tag_rule_set_by_another_process_is_seen_at_once(two_processes):
+    first, second = two_processes
+    assert not (await first.tag_rule("a/b")).immutable
+
+    await second.set_tag_rule("a", TagRule(immutable=True))
+
+    assert (await first.tag_rule("a/b")).immutable
+
+
+async def test_tag_rule_stays_cached_through_pushes(two_processes, monkeypatch):
+    first, second = two_processes
+    await first.tag_rule("a/b")
+    await second.put_manifest("a/b", manifest(b"{}"), ["t"])
+
+    def no_database(*args, **kwargs):
+        raise AssertionError("the database was asked again")
+
+    monkeypatch.setattr(first.engine, "connect", no_database)
+    assert await first.tag_rule("a/b") == TagRule()

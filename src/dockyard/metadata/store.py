@@ -121,6 +121,9 @@ class SqlMetadataStore:
     def _committed(self) -> None:
         """Called after each commit that may change what readers cached."""
 
+    def _rule_committed(self) -> None:
+        """Called after each commit that may change a tag rule."""
+
     def _repository_id(self, connection: Connection, name: str) -> int | None:
         query = select(repositories.c.id).where(repositories.c.name == name)
         return connection.scalar(query)
@@ -586,6 +589,7 @@ class SqlMetadataStore:
                     index_elements=[tag_immutability.c.name], set_=values
                 )
             )
+        self._rule_committed()
 
     @_in_thread
     def namespace_quota(self, namespace: str) -> int | None:
