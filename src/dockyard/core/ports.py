@@ -127,7 +127,7 @@ class NewManifest:
     blobs: Sequence[Digest]
     children: Sequence[Digest]
     # What must be in the repository when the manifest is recorded: checked
-    # again in that transaction, against a concurrent garbage collection.
+    # in that transaction, so a concurrent garbage collection cannot pass.
     required_blobs: Sequence[Digest] = ()
     required_children: Sequence[Digest] = ()
 
@@ -165,14 +165,6 @@ class MetadataStore(Protocol):
 
     async def delete_upload(self, upload_id: str) -> None: ...
 
-    async def missing_blobs(
-        self, repository: str, digests: Sequence[Digest]
-    ) -> list[Digest]: ...
-
-    async def missing_manifests(
-        self, repository: str, digests: Sequence[Digest]
-    ) -> list[Digest]: ...
-
     async def put_manifest(
         self,
         repository: str,
@@ -182,8 +174,9 @@ class MetadataStore(Protocol):
     ) -> None:
         """Store the manifest (once per repository) and point the tags at it.
 
-        Raises `TagImmutable` if one of `frozen_tags` points at another
-        manifest already.
+        Raises `errors.missing_references` if a required blob or manifest is
+        not in the repository, and `TagImmutable` if one of `frozen_tags`
+        points at another manifest already.
         """
 
     async def renew_manifest(self, repository: str, digest: Digest) -> None:

@@ -322,7 +322,12 @@ class Registry:
         content_type: str | None,
         extra_tags: Sequence[str] = (),
     ) -> PutResult:
-        """Verify and store a manifest under a tag or its digest."""
+        """Verify and store a manifest under a tag or its digest.
+
+        The metadata store checks the referenced blobs and manifests in the
+        transaction that records the manifest: a check before it would cost
+        a round trip and could not rule out a concurrent garbage collection.
+        """
         check_name(repository)
         if len(body) > self.max_manifest_bytes:
             raise errors.ManifestTooLarge(
@@ -334,10 +339,6 @@ class Registry:
             tags.insert(0, reference)
 
         manifest = parse_manifest(body, content_type)
-        await self._check_references(repository, manifest.required_blobs, "blob")
-        if not self.sparse_indexes:
-            await self._check_references(repository, manifest.children, "manifest")
-
         subject = manifest.subject.digest if manifest.subject else None
         record = NewManifest(
             digest=digest,
@@ -396,19 +397,6 @@ class Registry:
                 f"manifest digest is {actual}, not {reference} as the reference says"
             )
         return actual
-
-    async def _check_references(
-        self, repository: str, descriptors: Sequence[Any], kind: str
-    ) -> None:
-        digests = [d.digest for d in descriptors]
-        if not digests:
-            return
-        if kind == "blob":
-            missing = await self.metadata.missing_blobs(repository, digests)
-        else:
-            missing = await self.metadata.missing_manifests(repository, digests)
-        if missing:
-            raise errors.missing_references(repository, kind, missing)
 
     async def get_manifest(
         self, repository: str, reference: str | Digest

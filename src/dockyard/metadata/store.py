@@ -211,21 +211,6 @@ class SqlMetadataStore:
             )
             return connection.execute(statement).rowcount > 0
 
-    @_in_thread
-    def missing_blobs(self, repository: str, digests: Sequence[Digest]) -> list[Digest]:
-        wanted = {str(d) for d in digests}
-        query = (
-            select(repository_blobs.c.digest)
-            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
-            .where(
-                repositories.c.name == repository,
-                repository_blobs.c.digest.in_(wanted),
-            )
-        )
-        with self._reading() as connection:
-            present = set(connection.scalars(query))
-        return [d for d in dict.fromkeys(digests) if str(d) not in present]
-
     # Uploads
 
     @_in_thread
@@ -255,20 +240,6 @@ class SqlMetadataStore:
             connection.execute(uploads.delete().where(uploads.c.id == upload_id))
 
     # Manifests and tags
-
-    @_in_thread
-    def missing_manifests(
-        self, repository: str, digests: Sequence[Digest]
-    ) -> list[Digest]:
-        wanted = {str(d) for d in digests}
-        query = (
-            select(manifests.c.digest)
-            .join(repositories, repositories.c.id == manifests.c.repository_id)
-            .where(repositories.c.name == repository, manifests.c.digest.in_(wanted))
-        )
-        with self._reading() as connection:
-            present = set(connection.scalars(query))
-        return [d for d in dict.fromkeys(digests) if str(d) not in present]
 
     @_in_thread
     def put_manifest(
