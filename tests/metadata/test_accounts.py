@@ -5,12 +5,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from dockyard.core.ports import AuditEvent
 from dockyard.metadata.accounts import SqlAccountStore
 from dockyard.metadata.migrate import upgrade
 from dockyard.metadata.schema import access_tokens, grants, team_members
 from dockyard.metadata.store import create_db_engine
 from dockyard.services.auth.permissions import Grant
-from dockyard.services.auth.records import AccessToken, AccountError, AuditEvent
+from dockyard.services.auth.records import AccessToken, AccountError
 
 
 @pytest.fixture

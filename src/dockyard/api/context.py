@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dockyard.core.ports import AuditEvent
 from dockyard.core.registry import Registry
 
 if TYPE_CHECKING:
@@ -43,11 +45,30 @@ class RepositoryRequest:
             return True
         return await self.caller.may(self.request.app.state.auth, repository, actions)
 
+    @property
+    def address(self) -> str | None:
+        return self.request.client.host if self.request.client else None
+
     async def audit(self, action: str, target: str, **detail: object) -> None:
-        address = self.request.client.host if self.request.client else None
+        address = self.address
         await self.request.app.state.auditor.record_async(
             action, self.actor, target=target, address=address, detail=detail or None
         )
+
+    def audit_event(self, action: str, target: str, **detail: object) -> AuditEvent:
+        """The event `audit` would record, for a change that stores it in its
+        own transaction; `audited` writes its log line once that commits."""
+        return AuditEvent(
+            datetime.now(UTC),
+            action,
+            self.actor,
+            address=self.address,
+            target=target,
+            detail=detail or None,
+        )
+
+    def audited(self, event: AuditEvent) -> None:
+        self.request.app.state.auditor.log(event)
 
     def url(self, path: str) -> str:
         """An absolute URL on this registry, for `Location` headers."""

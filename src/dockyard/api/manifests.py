@@ -9,7 +9,7 @@ from dockyard.api.context import RepositoryRequest
 from dockyard.core.digest import Digest
 from dockyard.core.errors import ManifestTooLarge, SizeInvalid
 from dockyard.core.names import parse_reference
-from dockyard.core.ports import StoredManifest
+from dockyard.core.ports import AuditEvent, StoredManifest
 
 
 def _headers(manifest: StoredManifest) -> dict[str, str]:
@@ -48,6 +48,10 @@ async def put(ctx: RepositoryRequest) -> Response:
     reference = parse_reference(ctx.target)
     body = await _read_body(ctx.request, ctx.registry.max_manifest_bytes)
     extra_tags = ctx.request.query_params.getlist("tag")
+    tags = [t for t in (reference, *extra_tags) if isinstance(t, str)]
+
+    def pushed(digest: Digest) -> AuditEvent:
+        return ctx.audit_event("push", f"{ctx.name}@{digest}", tags=tags)
 
     result = await ctx.registry.put_manifest(
         ctx.name,
@@ -55,6 +59,7 @@ async def put(ctx: RepositoryRequest) -> Response:
         body,
         ctx.request.headers.get("content-type"),
         extra_tags,
+        audit=pushed,
     )
 
     headers = {
@@ -68,8 +73,8 @@ async def put(ctx: RepositoryRequest) -> Response:
         # The spec asks for OCI-Tag naming each tag a `?tag=` PUT accepted.
         headers["OCI-Tag"] = ", ".join(dict.fromkeys(extra_tags))
 
-    tags = [t for t in (reference, *extra_tags) if isinstance(t, str)]
-    await ctx.audit("push", f"{ctx.name}@{result.digest}", tags=tags)
+    if result.audit is not None:
+        ctx.audited(result.audit)
     return Response(status_code=201, headers=headers)
 
 

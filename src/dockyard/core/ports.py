@@ -133,6 +133,19 @@ class NewManifest:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Who did what to which target, kept in the audit trail."""
+
+    occurred_at: datetime
+    action: str
+    actor: str
+    outcome: str = "success"
+    address: str | None = None
+    target: str | None = None
+    detail: dict[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Referrer:
     """A manifest whose subject is another manifest, as the referrers API lists it."""
 
@@ -171,8 +184,10 @@ class MetadataStore(Protocol):
         manifest: NewManifest,
         tags: Sequence[str],
         frozen_tags: Sequence[str] = (),
+        audit: AuditEvent | None = None,
     ) -> None:
-        """Store the manifest (once per repository) and point the tags at it.
+        """Store the manifest (once per repository) and point the tags at it,
+        and the `audit` event in the same transaction.
 
         Raises `errors.missing_references` if a required blob or manifest is
         not in the repository, and `TagImmutable` if one of `frozen_tags`

@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from dockyard.core.manifest import (
 )
 from dockyard.core.names import check_name, check_tag, namespace_of
 from dockyard.core.ports import (
+    AuditEvent,
     BlobStore,
     MetadataStore,
     NewManifest,
@@ -64,6 +65,8 @@ class UploadStatus:
 class PutResult:
     digest: Digest
     subject: Digest | None
+    # The event stored with the manifest, for the caller to log.
+    audit: AuditEvent | None = None
 
 
 logger = logging.getLogger(__name__)
@@ -321,12 +324,15 @@ class Registry:
         body: bytes,
         content_type: str | None,
         extra_tags: Sequence[str] = (),
+        audit: Callable[[Digest], AuditEvent] | None = None,
     ) -> PutResult:
         """Verify and store a manifest under a tag or its digest.
 
         The metadata store checks the referenced blobs and manifests in the
         transaction that records the manifest: a check before it would cost
         a round trip and could not rule out a concurrent garbage collection.
+        `audit` makes the push's audit event from the manifest's digest; the
+        event is stored in that transaction too, so neither is kept alone.
         """
         check_name(repository)
         if len(body) > self.max_manifest_bytes:
@@ -355,8 +361,9 @@ class Registry:
         )
         rule = await self.metadata.tag_rule(repository)
         frozen = [tag for tag in tags if rule.protects(tag)]
-        await self.metadata.put_manifest(repository, record, tags, frozen)
-        return PutResult(digest, subject)
+        event = audit(digest) if audit else None
+        await self.metadata.put_manifest(repository, record, tags, frozen, event)
+        return PutResult(digest, subject, event)
 
     async def cache_manifest(
         self,

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.core.names import namespace_of
+from dockyard.core.ports import AuditEvent
 from dockyard.metadata.schema import (
     access_tokens,
     audit_events,
@@ -27,12 +28,11 @@ from dockyard.metadata.schema import (
     users,
     visibility,
 )
-from dockyard.metadata.store import utc
+from dockyard.metadata.store import insert_audit_event, utc
 from dockyard.services.auth.permissions import Grant
 from dockyard.services.auth.records import (
     AccessToken,
     AccountError,
-    AuditEvent,
     GrantRecord,
     User,
 )
@@ -353,19 +353,8 @@ class SqlAccountStore:
     # Audit events
 
     def record_event(self, event: AuditEvent) -> None:
-        detail = json.dumps(event.detail) if event.detail is not None else None
         with self._writing() as connection:
-            connection.execute(
-                insert(audit_events).values(
-                    occurred_at=event.occurred_at,
-                    action=event.action,
-                    actor=event.actor,
-                    address=event.address,
-                    target=event.target,
-                    outcome=event.outcome,
-                    detail=detail,
-                )
-            )
+            insert_audit_event(connection, event)
 
     def list_events(
         self, limit: int, action: str | None = None, actor: str | None = None

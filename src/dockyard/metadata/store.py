@@ -32,9 +32,16 @@ from sqlalchemy.engine import Engine
 from dockyard.core.digest import Digest
 from dockyard.core.errors import TagImmutable, missing_references
 from dockyard.core.names import namespace_of
-from dockyard.core.ports import NewManifest, Referrer, StoredManifest, UploadRecord
+from dockyard.core.ports import (
+    AuditEvent,
+    NewManifest,
+    Referrer,
+    StoredManifest,
+    UploadRecord,
+)
 from dockyard.core.settings import TagRule, Usage
 from dockyard.metadata.schema import (
+    audit_events,
     blobs,
     manifest_blobs,
     manifest_children,
@@ -95,6 +102,22 @@ def _now() -> datetime:
 def utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every stored one is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def insert_audit_event(connection: Connection, event: AuditEvent) -> None:
+    """Add the event to the audit trail in the caller's transaction."""
+    detail = json.dumps(event.detail) if event.detail is not None else None
+    connection.execute(
+        audit_events.insert().values(
+            occurred_at=event.occurred_at,
+            action=event.action,
+            actor=event.actor,
+            address=event.address,
+            target=event.target,
+            outcome=event.outcome,
+            detail=detail,
+        )
+    )
 
 
 class SqlMetadataStore:
@@ -248,6 +271,7 @@ class SqlMetadataStore:
         manifest: NewManifest,
         tag_names: Sequence[str],
         frozen_tags: Sequence[str] = (),
+        audit: AuditEvent | None = None,
     ) -> None:
         with self._writing() as connection:
             repository_id = self._ensure_repository(connection, repository)
@@ -258,6 +282,8 @@ class SqlMetadataStore:
             manifest_id = self._insert_manifest(connection, repository_id, manifest)
             for name in tag_names:
                 self._point_tag(connection, repository_id, name, manifest_id)
+            if audit is not None:
+                insert_audit_event(connection, audit)
 
     def _check_frozen(
         self,

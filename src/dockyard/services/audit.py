@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 import anyio.to_thread
 
-from dockyard.services.auth.records import AccountStore, AuditEvent
+from dockyard.core.ports import AuditEvent
+from dockyard.services.auth.records import AccountStore
 
 logger = logging.getLogger("dockyard.audit")
 
@@ -32,19 +33,23 @@ class Auditor:
             datetime.now(UTC), action, actor, outcome, address, target, detail
         )
         self._store.record_event(event)
+        self.log(event)
+
+    def log(self, event: AuditEvent) -> None:
+        """The log line alone, for an event stored with the change it records."""
         logger.info(
             "%s %s by %s on %s",
-            action,
-            outcome,
-            actor or "anonymous",
-            target or "-",
+            event.action,
+            event.outcome,
+            event.actor or "anonymous",
+            event.target or "-",
             extra={
-                "audit": action,
-                "actor": actor,
-                "outcome": outcome,
-                "address": address,
-                "target": target,
-                "detail": detail,
+                "audit": event.action,
+                "actor": event.actor,
+                "outcome": event.outcome,
+                "address": event.address,
+                "target": event.target,
+                "detail": event.detail,
             },
         )
 

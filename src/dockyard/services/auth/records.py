@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from dockyard.core.ports import AuditEvent
 from dockyard.services.auth.permissions import Grant
 
 
@@ -44,17 +45,6 @@ class GrantRecord:
     user: str | None
     team: str | None
     grant: Grant
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    occurred_at: datetime
-    action: str
-    actor: str
-    outcome: str = "success"
-    address: str | None = None
-    target: str | None = None
-    detail: dict[str, object] | None = None
 
 
 class AccountStore(Protocol):
