@@ -152,6 +152,10 @@ class SqlMetadataStore:
         return connection.scalar(query)
 
     def _ensure_repository(self, connection: Connection, name: str) -> int:
+        # Look first: nearly every write is to a repository that exists.
+        repository_id = self._repository_id(connection, name)
+        if repository_id is not None:
+            return repository_id
         statement = self._insert(repositories).values(name=name, created_at=_now())
         connection.execute(statement.on_conflict_do_nothing())
         repository_id = self._repository_id(connection, name)
@@ -340,6 +344,12 @@ class SqlMetadataStore:
     def _insert_manifest(
         self, connection: Connection, repository_id: int, manifest: NewManifest
     ) -> int:
+        # Renew first: a manifest pushed again, as under another tag, then
+        # costs one statement, and a new one two.
+        renewed = self._renew_manifest(connection, repository_id, manifest.digest)
+        if renewed is not None:
+            return renewed
+
         now = _now()
         statement = self._insert(manifests).values(
             repository_id=repository_id,
@@ -355,14 +365,10 @@ class SqlMetadataStore:
             statement.on_conflict_do_nothing().returning(manifests.c.id)
         ).scalar()
         if inserted is None:
-            # Pushed before, or by a concurrent identical PUT: same bytes.
-            existing = select(manifests.c.id).where(
-                manifests.c.repository_id == repository_id,
-                manifests.c.digest == str(manifest.digest),
-            )
-            manifest_id = int(connection.execute(existing).scalar_one())
-            self._renew_manifest(connection, manifest_id)
-            return manifest_id
+            # A concurrent identical PUT inserted it since: same bytes.
+            renewed = self._renew_manifest(connection, repository_id, manifest.digest)
+            assert renewed is not None
+            return renewed
 
         self._insert_references(connection, manifest_blobs, inserted, manifest.blobs)
         self._insert_references(
@@ -370,14 +376,22 @@ class SqlMetadataStore:
         )
         return int(inserted)
 
-    def _renew_manifest(self, connection: Connection, manifest_id: int) -> None:
+    def _renew_manifest(
+        self, connection: Connection, repository_id: int, digest: Digest
+    ) -> int | None:
         """Restart the garbage collector's grace period for the manifest: a
-        client pushing an index again pushes (or checks) its children first."""
-        connection.execute(
+        client pushing an index again pushes (or checks) its children first.
+        Its id, or None if the repository lacks it."""
+        statement = (
             manifests.update()
-            .where(manifests.c.id == manifest_id)
+            .where(
+                manifests.c.repository_id == repository_id,
+                manifests.c.digest == str(digest),
+            )
             .values(last_pushed_at=_now())
+            .returning(manifests.c.id)
         )
+        return connection.execute(statement).scalar()
 
     @_in_thread
     def renew_manifest(self, repository: str, digest: Digest) -> None:
