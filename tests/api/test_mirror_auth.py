@@ -25,6 +25,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
     with start_server(tmp_path_factory.mktemp("upstream")) as server:
         with httpx.Client(base_url=server.url) as client:
             push_image(client, "lib/app", "1")
+            push_image(client, "lib/tool", "1")
             push_image(client, "alice/secret", "1")
         yield server
 
@@ -84,6 +85,19 @@ def test_a_token_for_a_mirrored_name_covers_the_cache_and_nothing_local(registry
     assert again.headers["docker-content-digest"] != local_digest
 
 
+def test_a_token_that_grants_the_local_name_covers_the_cache_as_well(registry):
+    # The admin may pull lib/tool here, which does not exist: the mirror
+    # answers, and the token must cover its repository too, or a client would
+    # fetch the same token and be refused again without end.
+    answer = token(registry, "repository:lib/tool:pull", ROOT.basic)
+    with registry.client(headers=bearer(answer)) as client:
+        response = client.get(MANIFEST.format("lib/tool"))
+
+    assert response.status_code == 200, response.text
+    names = sorted(entry["name"] for entry in _claims(answer))
+    assert names == ["hub/lib/tool", "lib/tool"]
+
+
 def test_the_mirror_hides_which_private_repositories_exist(registry):
     registry.cli("visibility", "hub", "public")
     with registry.client() as client:
@@ -116,6 +130,15 @@ def test_pushes_into_a_cache_are_refused_and_unprefixed_pushes_stay_local(regist
     assert_error(refused, 403, "DENIED")
     assert "pull-through cache" in refused.json()["errors"][0]["message"]
     assert pulled.headers["docker-content-digest"] == digest
+
+
+def test_a_push_into_a_cache_asks_strangers_to_log_in_first(registry, upstream):
+    with registry.client() as client:
+        anonymous = client.post("/v2/hub/lib/new/blobs/uploads/")
+
+    # Only those who may push there learn that the name is a cache of what.
+    assert_error(anonymous, 401, "UNAUTHORIZED")
+    assert upstream.url not in anonymous.text
 
 
 def _claims(answer: dict) -> list[dict]:

@@ -106,19 +106,20 @@ async def _repository_request(
     route = await _cache_route(request, requested, caller)
     name = route.repository if route else requested
     log_fields(request)["repository"] = name
-    if route is not None and request.method in ("POST", "PUT", "PATCH"):
-        raise route.cache.refuse_push(route)
-
     context = RepositoryRequest(request, request.app.state.registry, name, target)
     context.route = route
-    if auth is None or caller is None:
-        return context
-    if name != requested:
-        await authorize_cached_pull(request, auth, caller, requested, name)
-    else:
-        await authorize(request, auth, name, actions, caller)
-    context.caller = caller
-    log_fields(request)["user"] = caller.actor
+    if auth is not None and caller is not None:
+        if name != requested:
+            await authorize_cached_pull(request, auth, caller, requested, name)
+        else:
+            await authorize(request, auth, name, actions, caller)
+        context.caller = caller
+        log_fields(request)["user"] = caller.actor
+
+    # After the rights check: the refusal names the upstream, which only
+    # those who may push there need to learn.
+    if route is not None and request.method in ("POST", "PUT", "PATCH"):
+        raise route.cache.refuse_push(route)
     return context
 
 

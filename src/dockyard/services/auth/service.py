@@ -93,12 +93,15 @@ class AuthService:
         self, principal: Principal, scope: Scope, settings: dict[str, bool]
     ) -> list[tuple[str, str, frozenset[str]]]:
         actions = _grantable(principal, scope, settings)
-        if actions or PULL not in scope.actions or scope.type != "repository":
-            return [(scope.type, scope.name, actions)] if actions else []
+        grants = [(scope.type, scope.name, actions)] if actions else []
+        if scope.type != "repository" or not scope.actions & {PULL, "*"}:
+            return grants
+        if scope.name.partition("/")[0] in self.mirror_namespaces:
+            return grants
         # A name a pull-through cache may answer as a mirror: clients ask for
         # tokens by the name they pull, and the registry checks the token
-        # against the cache's repository.
-        grants = []
+        # against the cache's repository. Granted even when the local name is
+        # too: the cache answers whenever no local repository has the name.
         for namespace in self.mirror_namespaces:
             name = f"{namespace}/{scope.name}"
             cached = Scope(scope.type, name, frozenset({PULL}))
