@@ -210,6 +210,8 @@ class UpstreamConfig(BaseModel):
             raise ValueError("expected http(s)://HOST[:PORT]")
         if parsed.path.strip("/") or parsed.query:
             raise ValueError("expected the registry's base URL, without a path")
+        if parsed.username is not None or parsed.password is not None:
+            raise ValueError("put the login in username and password, not the URL")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -368,10 +370,31 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
-        value = error.get("input")
+        value = _masked(key, error.get("input"))
         if error["type"] == "extra_forbidden":
             lines.append(f"unknown config key {key!r}")
         else:
             reason = error["msg"].removeprefix("Value error, ")
             lines.append(f"config key {key!r} has bad value {value!r}: {reason}")
     return "; ".join(lines)
+
+
+# Keys whose values are secrets, never shown in an error.
+_SECRET_KEYS = ("password", "secret")
+
+# The login part of a URL such as postgresql://user:secret@host/db.
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def _masked(key: str, value: Any) -> Any:
+    """The value of a bad config key as an error may show it: secrets, in
+    the key itself, in a nested table or in a URL's login, replaced."""
+    if any(word in key.rsplit(".", 1)[-1].lower() for word in _SECRET_KEYS):
+        return "***"
+    if isinstance(value, dict):
+        return {name: _masked(str(name), item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(key, item) for item in value]
+    if isinstance(value, str):
+        return _USERINFO.sub("***@", value)
+    return value

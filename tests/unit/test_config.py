@@ -81,3 +81,38 @@ def test_listen_must_be_host_and_port(listen):
 def test_ipv6_listen_address():
     config = load_config(listen="[::1]:5000")
     assert (config.host, config.port) == ("::1", 5000)
+
+
+def test_a_bad_upstream_never_shows_its_password(tmp_path):
+    file = tmp_path / "dockyard.yml"
+    file.write_text(
+        "upstreams:\n"
+        "  - {name: hub, url: 'https://hub.example', username: u,"
+        " password: hunter2, mirror: maybe}\n"
+        "  - {name: other, url: 'https://hub.example', password: hunter3}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+
+    assert "hunter" not in str(caught.value)
+    assert "username and password go together" in str(caught.value)
+
+
+def test_an_upstream_url_with_a_login_is_refused_unshown(tmp_path):
+    file = tmp_path / "dockyard.yml"
+    file.write_text("upstreams: [{name: hub, url: 'https://u:hunter2@hub.example'}]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+
+    assert "hunter2" not in str(caught.value)
+    assert "not the URL" in str(caught.value)
+
+
+def test_a_url_in_an_error_hides_its_login(monkeypatch):
+    monkeypatch.setenv("DOCKYARD_WORKERS", "many")
+    monkeypatch.setenv("DOCKYARD_UPSTREAMS", '[{"name": "HUB", "url": "x://a:pw@b"}]')
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+
+    assert ":pw@" not in str(caught.value)
+    assert "'workers' has bad value 'many'" in str(caught.value)
