@@ -233,6 +233,19 @@ async def test_fetch_lock_has_one_holder_at_a_time(store):
         assert again is True
 
 
+async def test_fetch_lock_leaves_no_lock_file_after_a_failed_fetch(store, tmp_path):
+    digest = Digest.of(b"never fetched")
+
+    with pytest.raises(RuntimeError):
+        async with store.fetch_lock(digest) as leading:
+            assert leading
+            raise RuntimeError("the upstream broke off")
+
+    assert not list(tmp_path.rglob("*.lock"))
+    async with store.fetch_lock(digest) as again:
+        assert again is True
+
+
 async def test_fetch_lock_holder_finds_the_blob_another_stored(store):
     data = b"stored meanwhile"
     digest = Digest.of(data)

@@ -185,8 +185,10 @@ class FilesystemBlobStore:
     @asynccontextmanager
     async def fetch_lock(self, digest: Digest) -> AsyncIterator[bool]:
         # A lock file per blob, rather than a lock on the staged file, which
-        # `append_upload` locks for itself. It is removed after a fetch
-        # succeeds; anyone who locks a removed file then finds the blob.
+        # `append_upload` locks for itself. The holder removes it when done,
+        # stored or failed, so none are left behind; a process that locked a
+        # removed file sees that it is no longer the one at the path and
+        # answers as if another held it, and its caller tries again.
         path = self.root / "fetches" / f"{digest.algorithm}-{digest.encoded}.lock"
         path.parent.mkdir(exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -196,14 +198,23 @@ class FilesystemBlobStore:
             except BlockingIOError:
                 yield False
                 return
+            if not _still_at(fd, path):
+                yield False
+                return
             try:
                 yield True
             finally:
-                if await self.stat(digest) is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         finally:
             os.close(fd)
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _gone(upload_id: str) -> UploadUnknown:
