@@ -254,3 +254,139 @@ def answering(
             yield Answering(f"http://127.0.0.1:{http.server_port}", status, seen)
         finally:
             http.shutdown()
+
+
+# An upstream that misbehaves on purpose
+
+
+HOSTILE_MANIFEST = (
+    b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}'
+)
+MEBIBYTE = 1024 * 1024
+
+
+@dataclass
+class Hostile:
+    """What the hostile upstream did: bytes it got out per behaviour before
+    the client stopped reading, and the blob `slow` serves."""
+
+    url: str
+    blob: bytes
+    # Set to let `slow` send the rest of its blob.
+    release: threading.Event
+    written: dict[str, int]
+    finished: dict[str, threading.Event]
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.blob).hexdigest()
+
+
+@contextmanager
+def hostile() -> Iterator[Hostile]:
+    """An upstream whose first path component says how it misbehaves:
+
+    - `bigerror/`: a 500 whose body goes on for 256 MiB;
+    - `drip/`: a status line, then one header byte every 0.2 s for a minute;
+    - `endless/`: blobs of no stated length that go on for 1 GiB;
+    - `empty/`: blobs said to be 100 bytes that end before their first byte;
+    - `liar/`: blob HEADs claim 5 bytes; GETs find nothing;
+    - `slow/`: `blob`, its first 64 KiB at once and the rest once released;
+    - `badmanifest/`: a manifest no registry would store;
+    - anything else: 404.
+    """
+    blob = os.urandom(MEBIBYTE)
+    state = Hostile("", blob, threading.Event(), {}, {})
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            behaviour = self.path.removeprefix("/v2/").split("/", 1)[0]
+            state.finished.setdefault(behaviour, threading.Event())
+            try:
+                getattr(self, f"_{behaviour}", self._missing)()
+            except OSError:
+                pass  # the client hung up, as a cache should
+            finally:
+                state.finished[behaviour].set()
+
+        do_GET = do_HEAD = _answer
+
+        def _missing(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _stream(self, behaviour: str, total: int) -> None:
+            state.written[behaviour] = 0
+            chunk = b"x" * MEBIBYTE
+            while state.written[behaviour] < total:
+                self.wfile.write(chunk)
+                state.written[behaviour] += len(chunk)
+
+        def _bigerror(self) -> None:
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self._stream("bigerror", 256 * MEBIBYTE)
+
+        def _drip(self) -> None:
+            self.wfile.write(b"HTTP/1.0 200 OK\r\n")
+            for _ in range(300):
+                self.wfile.write(b"X")
+                self.wfile.flush()
+                time.sleep(0.2)
+
+        def _endless(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            if self.command == "GET":
+                self._stream("endless", 1024 * MEBIBYTE)
+
+        def _empty(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+
+        def _liar(self) -> None:
+            if self.command != "HEAD":
+                return self._missing()
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+
+        def _slow(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(blob)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(blob[: 64 * 1024])
+                state.release.wait(60)
+                self.wfile.write(blob[64 * 1024 :])
+
+        def _badmanifest(self) -> None:
+            digest = "sha256:" + hashlib.sha256(HOSTILE_MANIFEST).hexdigest()
+            self.send_response(200)
+            self.send_header(
+                "Content-Type", "application/vnd.oci.image.manifest.v1+json"
+            )
+            self.send_header("Content-Length", str(len(HOSTILE_MANIFEST)))
+            self.send_header("Docker-Content-Digest", digest)
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(HOSTILE_MANIFEST)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as http:
+        http.daemon_threads = True
+        http.block_on_close = False
+        thread = threading.Thread(target=http.serve_forever, daemon=True)
+        thread.start()
+        state.url = f"http://127.0.0.1:{http.server_port}"
+        try:
+            yield state
+        finally:
+            state.release.set()
+            http.shutdown()

@@ -192,8 +192,12 @@ class UpstreamConfig(BaseModel):
     # Registry hosts that clients name in `?ns=` for this upstream; defaults
     # to the URL's host (and docker.io for Docker Hub).
     hosts: list[str] = Field(default_factory=list)
-    # Seconds to wait for the upstream to connect or send more bytes.
+    # Seconds to wait for the upstream to connect or send more bytes, and for
+    # a whole answer other than a blob's body.
     timeout: float = Field(default=30.0, gt=0)
+    # The largest blob fetched: an upstream sending more is cut off and
+    # nothing is kept, so that no upstream can fill the disk.
+    max_blob_bytes: int = Field(default=64 * 1024**3, gt=0)
 
     @field_validator("name")
     @classmethod

@@ -169,11 +169,11 @@ class Registry:
             size = await self.metadata.linked_blob_size(source, digest)
             if size is None or await self.blobs.stat(digest) is None:
                 return False
-            await self._check_quota(repository, digest, size)
+            await self.check_quota(repository, digest, size)
             await self.metadata.link_blob(repository, digest, size)
         return True
 
-    async def _check_quota(self, repository: str, digest: Digest, size: int) -> None:
+    async def check_quota(self, repository: str, digest: Digest, size: int) -> None:
         """Refuse a blob that would take the namespace past its quota.
 
         Checked per blob, so uploads finishing at the same moment may together
@@ -260,7 +260,7 @@ class Registry:
                     f"({actual}, {size} bytes); the upload was discarded"
                 )
             try:
-                await self._check_quota(repository, digest, size)
+                await self.check_quota(repository, digest, size)
             except errors.QuotaExceeded:
                 await self._discard(upload_id)
                 raise

@@ -33,7 +33,7 @@ from dockyard.core.names import check_name
 from dockyard.core.ports import StoredManifest
 from dockyard.core.registry import Registry
 from dockyard.metadata.mirror import MirrorStore
-from dockyard.services.mirror.fetches import BlobFetcher
+from dockyard.services.mirror.fetches import BlobFetcher, unknown_blob
 from dockyard.services.mirror.upstream import Upstream, UpstreamFailed
 
 logger = logging.getLogger(__name__)
@@ -107,8 +107,8 @@ class PullThroughCache:
         }
         mirrors = [self.upstreams[c.name] for c in configs if c.mirror]
         self._default = mirrors[0] if mirrors else None
-        self._fetcher = BlobFetcher(registry)
         self._counts = _Counts(store)
+        self._fetcher = BlobFetcher(registry, self._counts.failure)
         # Manifest requests to upstreams under way, by (repository, reference).
         self._asking: dict[tuple[str, str], asyncio.Future[StoredManifest]] = {}
         # (repository, tag) -> (digest, when the upstream last confirmed it).
@@ -240,9 +240,22 @@ class PullThroughCache:
 
         digest = _checked_digest(upstream, reference, fetched.digest, fetched.content)
         tag = reference if isinstance(reference, str) else None
-        stored = await self._registry.cache_manifest(
-            route.repository, digest, fetched.content, fetched.media_type or None, tag
-        )
+        try:
+            stored = await self._registry.cache_manifest(
+                route.repository,
+                digest,
+                fetched.content,
+                fetched.media_type or None,
+                tag,
+            )
+        except errors.ManifestInvalid as exc:
+            # The upstream's fault, not the client's: a 502, as for any
+            # answer that is not what a registry sends.
+            failed = UpstreamFailed(
+                f"{upstream.describe()} sent manifest {reference} of "
+                f"{route.remote}, which Dockyard cannot read: {exc.message}"
+            )
+            return await self._instead(route, f"manifest {reference}", failed, cached)
         if tag is not None:
             self._confirm(route, tag, digest)
         await self._counts.miss(upstream)
@@ -271,7 +284,17 @@ class PullThroughCache:
         size = await self._registry.metadata.linked_blob_size(route.repository, digest)
         if size is not None:
             return size
-        return await self._upstream_size(route, digest)
+        upstream_size = await self._upstream_has(route, digest)
+        # Stored for another repository: the store knows its true size.
+        size = await self._registry.blobs.stat(digest)
+        if size is None:
+            size = upstream_size
+        if size is None:
+            raise errors.UpstreamUnavailable(
+                f"{route.upstream.describe()} did not say the size of blob "
+                f"{digest}; pull it to cache it"
+            )
+        return size
 
     async def pull_blob(self, route: Route, digest: Digest) -> int | None:
         """Make the blob readable, fetching it if need be; its size, None
@@ -285,9 +308,11 @@ class PullThroughCache:
         if await blobs.stat(digest) is not None:
             # Stored for another repository, perhaps a private one: linked
             # only once the upstream shows that this repository has it too.
-            size = await self._upstream_size(route, digest)
+            await self._upstream_has(route, digest)
             async with blobs.collection_guard(exclusive=False):
-                if await blobs.stat(digest) is not None:
+                size = await blobs.stat(digest)
+                if size is not None:
+                    await self._registry.check_quota(route.repository, digest, size)
                     await metadata.link_blob(route.repository, digest, size)
                     await self._counts.hit(route.upstream)
                     return size
@@ -295,31 +320,44 @@ class PullThroughCache:
         fetch, started = self._fetcher.start(
             route.upstream, route.remote, route.repository, digest
         )
-        # Clients that join a fetch under way cost the upstream nothing.
+        # Clients that join a fetch under way cost the upstream nothing; a
+        # failed fetch is counted once, by the fetcher.
         await (self._counts.miss if started else self._counts.hit)(route.upstream)
-        try:
-            return await fetch.wait_size()
-        except errors.UpstreamUnavailable as exc:
-            await self._counts.failure(route.upstream, exc.message)
-            raise
+        return await fetch.wait_answer()
 
-    async def open_blob(
+    async def read_blob(
         self, digest: Digest, offset: int, length: int | None
     ) -> AsyncIterator[bytes]:
-        return await self._fetcher.open(digest, offset, length)
+        """The blob's bytes, from the store or as they arrive from upstream.
 
-    async def _upstream_size(self, route: Route, digest: Digest) -> int:
+        The first bytes are awaited here, so that a fetch failing before
+        them is an error answer rather than a broken-off one.
+        """
+        stream = await self._fetcher.open(digest, offset, length)
+        first = await anext(aiter(stream), None)
+        return _resumed(first, stream)
+
+    async def _upstream_has(self, route: Route, digest: Digest) -> int | None:
+        """Whether the upstream has the blob (or an error), and its size if
+        it says."""
         try:
-            size = await route.upstream.blob_size(route.remote, digest)
+            found, size = await route.upstream.blob_head(route.remote, digest)
         except UpstreamFailed as exc:
             await self._counts.failure(route.upstream, str(exc))
             raise _failure(exc) from None
-        if size is None:
-            raise errors.BlobUnknown(
-                f"blob {digest} is unknown to {route.upstream.describe()} "
-                f"in {route.remote}"
-            )
+        if not found:
+            raise unknown_blob(digest, route.upstream, route.remote)
         return size
+
+
+async def _resumed(
+    first: bytes | None, rest: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    if first is None:
+        return
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _checked_digest(

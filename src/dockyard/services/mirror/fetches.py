@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 
@@ -30,8 +30,14 @@ logger = logging.getLogger(__name__)
 # Seconds between looks at another process's download, and at the lock it holds.
 POLL_INTERVAL = 0.05
 
-# Readers are woken after about this many bytes arrive from the upstream.
-WAKE_EVERY = 1024 * 1024
+# The staged file grows, and readers see the new bytes, at least this often
+# while bytes arrive, however slowly they come...
+SEGMENT_SECONDS = 0.25
+# ...and after at most this many bytes when they come fast.
+SEGMENT_BYTES = 16 * 1024 * 1024
+
+# Called with the upstream and the reason when a fetch fails.
+FailureHook = Callable[[Upstream, str], Awaitable[None]]
 
 
 class Fetch:
@@ -43,6 +49,9 @@ class Fetch:
         # Repositories that asked for the blob: each gets it linked.
         self.repositories = {repository}
         self.size: int | None = None
+        # Whether the upstream has begun sending the blob (or another
+        # process's download is under way).
+        self.answered = False
         self.error: errors.RegistryError | None = None
         self.finished = False
         self._changed = asyncio.Event()
@@ -56,18 +65,22 @@ class Fetch:
         """Taken before a reader looks at the state, so no news is missed."""
         return self._changed
 
-    async def wait_size(self) -> int | None:
-        """The blob's size once known; None if the upstream did not say."""
-        while self.size is None and not self.finished:
+    async def wait_answer(self) -> int | None:
+        """The blob's size once the upstream answered; None if it did not say.
+
+        Raises the fetch's error if it failed before the first byte.
+        """
+        while not self.answered and not self.finished:
             await self.waiter().wait()
-        if self.size is None and self.error is not None:
+        if self.error is not None:
             raise self.error
         return self.size
 
 
 class BlobFetcher:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, failed: FailureHook) -> None:
         self._registry = registry
+        self._failed = failed
         self._running: dict[Digest, Fetch] = {}
         # Strong references: the event loop keeps only weak ones to tasks.
         self._tasks: set[asyncio.Task[None]] = set()
@@ -114,6 +127,8 @@ class BlobFetcher:
             fetch.finished = True
             del self._running[fetch.digest]
             fetch.changed()
+        if isinstance(fetch.error, errors.UpstreamUnavailable):
+            await self._failed(upstream, fetch.error.message)
 
     async def _fetch(self, fetch: Fetch, upstream: Upstream, remote: str) -> None:
         blobs = self._registry.blobs
@@ -122,17 +137,19 @@ class BlobFetcher:
                 stored = await blobs.stat(fetch.digest)
                 if stored is not None:
                     fetch.size = stored
-                    await self._link(fetch, stored)
+                    async with blobs.collection_guard(exclusive=False):
+                        await self._link(fetch, stored)
                     return
                 if leading:
                     await self._download(fetch, upstream, remote)
                     return
 
             # Another process is downloading: readers follow its staged file.
-            if fetch.size is None:
-                fetch.size = await upstream.blob_size(remote, fetch.digest)
-                if fetch.size is None:
-                    raise _unknown(fetch.digest, upstream)
+            if not fetch.answered:
+                found, fetch.size = await upstream.blob_head(remote, fetch.digest)
+                if not found:
+                    raise unknown_blob(fetch.digest, upstream, remote)
+                fetch.answered = True
             fetch.changed()
             await asyncio.sleep(POLL_INTERVAL)
 
@@ -140,9 +157,14 @@ class BlobFetcher:
         blobs = self._registry.blobs
         async with upstream.blob(remote, fetch.digest) as response:
             if response.status_code == 404:
-                raise _unknown(fetch.digest, upstream)
+                raise unknown_blob(fetch.digest, upstream, remote)
             length = response.headers.get("content-length", "")
-            fetch.size = int(length) if length.isdigit() else None
+            fetch.size = int(length) if length.isascii() and length.isdigit() else None
+            if fetch.size is not None:
+                if fetch.size > upstream.max_blob_bytes:
+                    raise _too_long(fetch, upstream)
+                await self._check_quotas(fetch, fetch.size)
+            fetch.answered = True
             fetch.changed()
 
             # Left over by a process that died while fetching the blob.
@@ -151,6 +173,7 @@ class BlobFetcher:
             try:
                 size = await self._receive(fetch, upstream, response)
                 async with blobs.collection_guard(exclusive=False):
+                    await self._check_quotas(fetch, size)
                     await blobs.commit_upload(fetch.upload_id, fetch.digest)
                     await self._link(fetch, size)
             except BaseException:
@@ -158,19 +181,33 @@ class BlobFetcher:
                 raise
         logger.info("stored blob %s (%d bytes) from %s", fetch.digest, size, remote)
 
+    async def _check_quotas(self, fetch: Fetch, size: int) -> None:
+        """Refuse the blob if it would take a namespace past its quota."""
+        for repository in list(fetch.repositories):
+            await self._registry.check_quota(repository, fetch.digest, size)
+
     async def _receive(
         self, fetch: Fetch, upstream: Upstream, response: httpx.Response
     ) -> int:
         """Stage the upstream's bytes and check that they are the blob."""
+        blobs = self._registry.blobs
         hasher = new_hasher(fetch.digest.algorithm)
+        relay = _Relay(response, upstream.max_blob_bytes)
+        size = 0
         try:
-            size = await self._registry.blobs.append_upload(
-                fetch.upload_id, 0, _waking(response, fetch), hasher
-            )
+            while not relay.ended:
+                size = await blobs.append_upload(
+                    fetch.upload_id, size, relay.segment(), hasher
+                )
+                fetch.changed()
         except httpx.HTTPError as exc:
             raise errors.UpstreamUnavailable(
                 f"{upstream.describe()} broke off blob {fetch.digest}: {exc}"
             ) from None
+        except _TooLong:
+            raise _too_long(fetch, upstream) from None
+        finally:
+            await relay.close()
 
         actual = Digest.from_hasher(hasher)
         if actual != fetch.digest or fetch.size not in (None, size):
@@ -221,9 +258,26 @@ class BlobFetcher:
                 continue
 
             if fetch.finished:
-                raise fetch.error or _unknown(fetch.digest, None)
+                raise fetch.error or errors.BlobUnknown(
+                    f"blob {fetch.digest} was removed while it was read"
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.wait(), POLL_INTERVAL * 2)
+
+
+def unknown_blob(digest: Digest, upstream: Upstream, remote: str) -> errors.BlobUnknown:
+    """The one answer for a blob the upstream lacks, whether or not Dockyard
+    stores it for another repository."""
+    return errors.BlobUnknown(
+        f"blob {digest} is unknown to {upstream.describe()} in {remote}"
+    )
+
+
+def _too_long(fetch: Fetch, upstream: Upstream) -> errors.UpstreamUnavailable:
+    return errors.UpstreamUnavailable(
+        f"{upstream.describe()} sends blob {fetch.digest} of over "
+        f"{upstream.max_blob_bytes} bytes, its max_blob_bytes; nothing was kept"
+    )
 
 
 async def _staged(
@@ -240,18 +294,64 @@ async def _staged(
         return
 
 
-async def _waking(response: httpx.Response, fetch: Fetch) -> AsyncIterator[bytes]:
-    """The upstream's bytes as they come, waking readers now and then."""
-    since_wake = 0
-    async for chunk in response.aiter_raw():
-        yield chunk
-        since_wake += len(chunk)
-        if since_wake >= WAKE_EVERY:
-            fetch.changed()
-            since_wake = 0
-    fetch.changed()
+class _TooLong(Exception):
+    """The upstream sent more than `max_blob_bytes`."""
 
 
-def _unknown(digest: Digest, upstream: Upstream | None) -> errors.BlobUnknown:
-    where = upstream.describe() if upstream else "the upstream"
-    return errors.BlobUnknown(f"blob {digest} is unknown to {where}")
+class _Relay:
+    """The upstream's body, received by a task of its own and handed on in
+    segments that each end after SEGMENT_SECONDS or SEGMENT_BYTES.
+
+    The blob store writes out a segment as it ends, so that readers see
+    even a slow upstream's bytes within a fraction of a second, rather than
+    after the store's write buffer fills.
+    """
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
+        self.ended = False
+        self._limit = limit
+        self._received = 0
+        # A few chunks ahead at most: the upstream waits for the disk.
+        self._queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(64)
+        self._task = asyncio.create_task(self._pump(response))
+
+    async def _pump(self, response: httpx.Response) -> None:
+        try:
+            async for chunk in response.aiter_raw():
+                await self._queue.put(chunk)
+        except Exception as exc:
+            # Raised again where the segments are read.
+            await self._queue.put(exc)
+            return
+        await self._queue.put(None)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def segment(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SEGMENT_SECONDS
+        size = 0
+        while size < SEGMENT_BYTES:
+            try:
+                item = await self._next(deadline - loop.time())
+            except TimeoutError:
+                return
+            if item is None:
+                self.ended = True
+                return
+            if isinstance(item, Exception):
+                raise item
+            self._received += len(item)
+            if self._received > self._limit:
+                raise _TooLong
+            size += len(item)
+            yield item
+
+    async def _next(self, wait: float) -> bytes | Exception | None:
+        with contextlib.suppress(asyncio.QueueEmpty):
+            return self._queue.get_nowait()
+        async with asyncio.timeout(max(wait, 0)):
+            return await self._queue.get()

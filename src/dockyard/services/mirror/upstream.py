@@ -10,6 +10,8 @@ directly.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import re
 import time
@@ -38,6 +40,11 @@ _TOKEN_MARGIN = 10.0
 
 # The token spec's lifetime for a token that does not state one.
 _DEFAULT_TOKEN_LIFETIME = 60
+
+# The most read of an error's or a login's answer: far more than any
+# registry's message or token, and little enough that no upstream can fill
+# Dockyard's memory with one.
+SMALL_ANSWER = 64 * 1024
 
 
 class UpstreamFailed(Exception):
@@ -70,12 +77,19 @@ class Upstream:
         self._credentials = (
             (config.username, config.password or "") if config.username else None
         )
+        self._timeout = config.timeout
+        self.max_blob_bytes = config.max_blob_bytes
         self._http = httpx.AsyncClient(
             base_url=config.url,
             timeout=config.timeout,
             follow_redirects=True,
             transport=transport,
-            headers={"User-Agent": "dockyard-pull-through-cache"},
+            # Bytes as stored: a blob's digest is of exactly those, and a
+            # compressed answer could unpack to far more than was sent.
+            headers={
+                "User-Agent": "dockyard-pull-through-cache",
+                "Accept-Encoding": "identity",
+            },
         )
         self._tokens: dict[str, tuple[str, float]] = {}
 
@@ -89,7 +103,8 @@ class Upstream:
 
     async def ping(self) -> int:
         """The status of GET /v2/: 200 or 401 from a live registry."""
-        response = await self._send("GET", "/v2/", None)
+        async with self._deadline("GET /v2/"):
+            response, _ = await self._brief("GET", "/v2/", None)
         return response.status_code
 
     async def head_manifest(
@@ -99,10 +114,14 @@ class Upstream:
 
         A HEAD does not count against Docker Hub's pull limit.
         """
-        response = await self._registry("HEAD", name, f"manifests/{reference}")
+        what = f"manifest {name}:{reference}"
+        async with self._deadline(what):
+            response, body = await self._registry(
+                "HEAD", name, f"manifests/{reference}"
+            )
         if response.status_code == 404:
             return False, None
-        self._check(response, f"manifest {name}:{reference}")
+        self._check(response, body, what)
         return True, _digest_header(response)
 
     async def get_manifest(
@@ -110,70 +129,105 @@ class Upstream:
     ) -> UpstreamManifest | None:
         """The manifest, None if the upstream lacks it; refused past `limit`
         bytes, the most Dockyard stores."""
-        response = await self._registry(
-            "GET", name, f"manifests/{reference}", stream=True
-        )
-        try:
-            if response.status_code == 404:
-                return None
-            await self._check_streamed(response, f"manifest {name}:{reference}")
-            content = await _read_limited(response, limit, self.describe())
-        finally:
-            await response.aclose()
+        what = f"manifest {name}:{reference}"
+        path = f"/v2/{name}/manifests/{reference}"
+        async with self._deadline(what):
+            response = await self._send("GET", path, _pull(name), _ACCEPT)
+            try:
+                if response.status_code == 404:
+                    return None
+                await self._check_streamed(response, what)
+                content = await _read_limited(response, limit)
+            finally:
+                await response.aclose()
+        if content is None:
+            raise UpstreamFailed(
+                f"{self.describe()} sent a manifest of over {limit} bytes, "
+                "Dockyard's limit"
+            )
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         return UpstreamManifest(_digest_header(response), media_type, content)
 
-    async def blob_size(self, name: str, digest: Digest) -> int | None:
-        """The blob's size upstream, None if the upstream lacks it."""
-        response = await self._registry("HEAD", name, f"blobs/{digest}")
+    async def blob_head(self, name: str, digest: Digest) -> tuple[bool, int | None]:
+        """Whether the upstream has the blob, and its size if it says."""
+        what = f"blob {digest} of {name}"
+        async with self._deadline(what):
+            response, body = await self._registry("HEAD", name, f"blobs/{digest}")
         if response.status_code == 404:
-            return None
-        self._check(response, f"blob {digest} of {name}")
-        return _content_length(response)
+            return False, None
+        self._check(response, body, what)
+        return True, _content_length(response)
 
     @asynccontextmanager
     async def blob(self, name: str, digest: Digest) -> AsyncIterator[httpx.Response]:
         """The upstream's answer to a blob GET, its body not yet read.
 
-        The body is asked for as stored (`identity`): the cache verifies the
-        digest of exactly the bytes it keeps.
+        Only the wait for the answer has a deadline: a large blob takes what
+        it takes, as long as bytes keep coming.
         """
-        headers = {"Accept-Encoding": "identity"}
-        response = await self._registry(
-            "GET", name, f"blobs/{digest}", headers, stream=True
-        )
+        what = f"blob {digest} of {name}"
+        path = f"/v2/{name}/blobs/{digest}"
+        async with self._deadline(what):
+            response = await self._send("GET", path, _pull(name), _ACCEPT)
         try:
             if response.status_code != 404:
-                await self._check_streamed(response, f"blob {digest} of {name}")
+                async with self._deadline(what):
+                    await self._check_streamed(response, what)
             yield response
         finally:
             await response.aclose()
 
     async def _registry(
+        self, method: str, name: str, path: str
+    ) -> tuple[httpx.Response, bytes]:
+        """An answer read in full if short; an error's start otherwise."""
+        return await self._brief(method, f"/v2/{name}/{path}", _pull(name), _ACCEPT)
+
+    async def _brief(
         self,
         method: str,
-        name: str,
         path: str,
+        scope: str | None,
         headers: dict[str, str] | None = None,
-        stream: bool = False,
-    ) -> httpx.Response:
-        headers = {"Accept": ACCEPT, **(headers or {})}
-        scope = f"repository:{name}:pull"
-        return await self._send(method, f"/v2/{name}/{path}", scope, headers, stream)
+    ) -> tuple[httpx.Response, bytes]:
+        """An answer whose body is wanted only to explain an error: at most
+        SMALL_ANSWER bytes of it."""
+        response = await self._send(method, path, scope, headers)
+        try:
+            body = await _read_at_most(response, SMALL_ANSWER)
+        finally:
+            await response.aclose()
+        return response, body
 
-    def _check(self, response: httpx.Response, what: str) -> None:
+    def _check(self, response: httpx.Response, body: bytes, what: str) -> None:
         if response.status_code == 200:
             return
         raise UpstreamFailed(
-            f"{self.describe()} answered {what} with {_explain(response)}",
+            f"{self.describe()} answered {what} with {_explain(response, body)}",
             response.status_code,
         )
 
     async def _check_streamed(self, response: httpx.Response, what: str) -> None:
         if response.status_code != 200:
-            # An error body is small; its message is worth passing on.
-            await response.aread()
-        self._check(response, what)
+            body = await _read_at_most(response, SMALL_ANSWER)
+            self._check(response, body, what)
+
+    @asynccontextmanager
+    async def _deadline(self, what: str) -> AsyncIterator[None]:
+        """At most `timeout` seconds in all: the client's own timeout counts
+        only the wait for each next piece, which an upstream sending a byte
+        at a time would never exceed."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except TimeoutError:
+            raise UpstreamFailed(
+                f"{self.describe()} took over {self._timeout:g} s to answer {what}"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamFailed(
+                f"{self.describe()} broke off its answer to {what}: {_reason(exc)}"
+            ) from None
 
     # Sending, with the upstream's login
 
@@ -183,28 +237,35 @@ class Upstream:
         path: str,
         scope: str | None,
         headers: dict[str, str] | None = None,
-        stream: bool = False,
     ) -> httpx.Response:
         headers = dict(headers or {})
         token = self._tokens.get(scope or "")
         if token is not None and token[1] > time.monotonic():
             headers["Authorization"] = f"Bearer {token[0]}"
 
-        response = await self._request(method, path, headers, stream)
+        response = await self._request(method, path, headers)
         challenge = response.headers.get("www-authenticate", "")
         if response.status_code != 401 or not challenge:
             return response
 
         await response.aclose()
         headers["Authorization"] = await self._answer(challenge, scope)
-        return await self._request(method, path, headers, stream)
+        return await self._request(method, path, headers)
 
     async def _request(
-        self, method: str, path: str, headers: dict[str, str], stream: bool
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+        auth: httpx.BasicAuth | None = None,
     ) -> httpx.Response:
+        """The answer, its body left to read (and close) by the caller."""
         try:
-            request = self._http.build_request(method, path, headers=headers)
-            return await self._http.send(request, stream=stream)
+            request = self._http.build_request(
+                method, path, headers=headers, params=params
+            )
+            return await self._http.send(request, stream=True, auth=auth)
         except httpx.HTTPError as exc:
             raise UpstreamFailed(
                 f"{self.describe()} did not answer: {_reason(exc)}"
@@ -244,20 +305,29 @@ class Upstream:
         auth = httpx.BasicAuth(*self._credentials) if self._credentials else None
 
         try:
-            response = await self._http.get(realm, params=params, auth=auth)
-        except httpx.HTTPError as exc:
-            raise UpstreamFailed(
-                f"the login of {self.describe()} at {realm} did not answer: "
-                f"{_reason(exc)}"
-            ) from None
+            response = await self._request("GET", realm, {}, params, auth)
+        except UpstreamFailed as exc:
+            raise UpstreamFailed(f"the login at {realm} failed: {exc}") from None
+        try:
+            body = await _read_limited(response, SMALL_ANSWER)
+        finally:
+            await response.aclose()
         if response.status_code != 200:
             raise UpstreamFailed(
                 f"the login of {self.describe()} refused Dockyard's "
                 f"{'credentials' if auth else 'anonymous request'}: "
-                f"{_explain(response)}",
+                f"{_explain(response, body or b'')}",
                 401,
             )
-        return _token_of(response, self.describe())
+        return _token_of(body, self.describe())
+
+
+def _pull(name: str) -> str:
+    return f"repository:{name}:pull"
+
+
+# Every manifest kind Dockyard stores, so that the upstream never converts.
+_ACCEPT = {"Accept": ACCEPT}
 
 
 def _challenge_params(text: str) -> dict[str, str]:
@@ -267,11 +337,13 @@ def _challenge_params(text: str) -> dict[str, str]:
     return params
 
 
-def _token_of(response: httpx.Response, upstream: str) -> tuple[str, float]:
+def _token_of(body: bytes | None, upstream: str) -> tuple[str, float]:
+    """The token and its lifetime from a login's answer; None is an answer
+    too long to be one."""
     try:
-        body = response.json()
-        token = body.get("token") or body.get("access_token")
-        lifetime = float(body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME)
+        answer = json.loads(body or b"")
+        token = answer.get("token") or answer.get("access_token")
+        lifetime = float(answer.get("expires_in") or _DEFAULT_TOKEN_LIFETIME)
     except (ValueError, AttributeError, TypeError):
         token = None
     if not isinstance(token, str) or not token:
@@ -279,14 +351,23 @@ def _token_of(response: httpx.Response, upstream: str) -> tuple[str, float]:
     return token, lifetime
 
 
-async def _read_limited(response: httpx.Response, limit: int, upstream: str) -> bytes:
+async def _read_limited(response: httpx.Response, limit: int) -> bytes | None:
+    """The whole body, or None if it runs past `limit` bytes."""
     body = bytearray()
     async for chunk in response.aiter_bytes():
         body += chunk
         if len(body) > limit:
-            raise UpstreamFailed(
-                f"{upstream} sent a manifest of over {limit} bytes, Dockyard's limit"
-            )
+            return None
+    return bytes(body)
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The body's first `limit` bytes; the rest is left unread."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk[: limit - len(body)]
+        if len(body) >= limit:
+            break
     return bytes(body)
 
 
@@ -305,11 +386,11 @@ def _content_length(response: httpx.Response) -> int | None:
     return int(value) if value.isascii() and value.isdigit() else None
 
 
-def _explain(response: httpx.Response) -> str:
+def _explain(response: httpx.Response, body: bytes) -> str:
     """`429 TOOMANYREQUESTS: you have reached your pull rate limit`, or as near."""
     text = f"{response.status_code}"
     try:
-        error = response.json()["errors"][0]
+        error = json.loads(body)["errors"][0]
         return f"{text} {error.get('code', '')}: {error.get('message', '')}".strip()
     except Exception:
         return f"{text} {response.reason_phrase}".strip()

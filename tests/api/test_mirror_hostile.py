@@ -1,0 +1,193 @@
+"""The pull-through cache against an upstream that misbehaves on purpose:
+endless or dripping answers, lies about sizes, bodies that stop short.
+
+Whatever the upstream does, the cache answers within its timeout with the
+spec's JSON error, keeps nothing it could not verify and holds no more of an
+answer in memory or on disk than its limits allow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.helpers import assert_error, push_blob, random_bytes, sha256
+from tests.upstream import MEBIBYTE, Cache, Hostile, hostile, start_cache, upstream
+
+UPSTREAM_FAILED = "UNAVAILABLE"
+# The cache's timeout for the hostile upstream, in seconds.
+TIMEOUT = 2
+
+
+@dataclass(frozen=True)
+class Setup:
+    cache: Cache
+    upstream: Hostile
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    with hostile() as server:
+        options = {"timeout": TIMEOUT, "max_blob_bytes": 8 * MEBIBYTE}
+        entries = [
+            upstream(server.url, name="hostile", **options),
+            upstream(server.url, name="quotaed", **options),
+        ]
+        with start_cache(tmp_path_factory.mktemp("cache"), entries) as cache:
+            result = cache.cli("quota", "quotaed", "1000")
+            assert result.returncode == 0, result.stderr
+            yield Setup(cache, server)
+
+
+@pytest.fixture
+def http(setup: Setup) -> Iterator[httpx.Client]:
+    # Well under the upstream's minute of dripping: a cache that waited for
+    # it would fail the test by this timeout.
+    with httpx.Client(base_url=setup.cache.url, timeout=30) as client:
+        yield client
+
+
+def blob_path(behaviour: str, digest: str, namespace: str = "hostile") -> str:
+    return f"/v2/{namespace}/{behaviour}/app/blobs/{digest}"
+
+
+def message(response: httpx.Response) -> str:
+    return str(response.json()["errors"][0]["message"])
+
+
+def wait_finished(setup: Setup, behaviour: str) -> None:
+    """Wait until the upstream's answer for `behaviour` ended, however."""
+    deadline = time.monotonic() + 60
+    while behaviour not in setup.upstream.finished:
+        assert time.monotonic() < deadline, f"{behaviour} was never asked"
+        time.sleep(0.1)
+    assert setup.upstream.finished[behaviour].wait(60), f"{behaviour} never ended"
+
+
+def test_an_endless_error_answer_is_read_no_further_than_its_start(setup, http):
+    response = http.get(blob_path("bigerror", sha256(b"anything")))
+
+    assert_error(response, 502, UPSTREAM_FAILED)
+    assert "500" in message(response)
+    wait_finished(setup, "bigerror")
+    # The socket buffers hold a few MiB; the rest was never read.
+    assert setup.upstream.written["bigerror"] < 64 * MEBIBYTE
+
+
+def test_an_answer_dripping_in_byte_by_byte_meets_the_timeout(setup, http):
+    started = time.monotonic()
+    response = http.get("/v2/hostile/drip/app/manifests/v1")
+
+    assert_error(response, 502, UPSTREAM_FAILED)
+    assert f"took over {TIMEOUT} s" in message(response)
+    assert time.monotonic() - started < 20
+
+
+def test_an_endless_blob_is_cut_off_at_the_limit_and_not_kept(setup, http):
+    digest = sha256(b"a blob that never ends")
+
+    try:
+        response = http.get(blob_path("endless", digest))
+        status = response.status_code
+    except httpx.TransportError:
+        status = None  # broken off mid-answer: as good, the client can tell
+
+    assert status != 200
+    wait_finished(setup, "endless")
+    assert setup.upstream.written["endless"] < 64 * MEBIBYTE
+    # Nothing staged is left over once the upstream's answer ended.
+    time.sleep(1)
+    assert not list(Path(setup.cache.server.data_dir).rglob("fetch-*"))
+
+
+def test_a_blob_ending_before_its_first_byte_is_a_json_error(setup, http):
+    response = http.get(blob_path("empty", sha256(b"never sent")))
+
+    assert_error(response, 502, UPSTREAM_FAILED)
+    assert "hostile" in message(response)
+
+
+def test_the_failure_is_counted_for_the_upstream(setup, http):
+    http.get(blob_path("empty", sha256(b"counted")))
+
+    deadline = time.monotonic() + 15
+    while True:
+        result = setup.cache.cli("upstream", "list", "--json")
+        assert result.returncode == 0, result.stderr
+        entry = next(e for e in json.loads(result.stdout) if e["name"] == "hostile")
+        if entry["failures"] > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+
+    assert entry["failures"] > 0
+
+
+def test_a_slow_upstreams_first_bytes_reach_the_client_at_once(setup, http):
+    path = blob_path("slow", setup.upstream.digest)
+
+    with http.stream("GET", path) as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        first = next(chunks)
+        # The upstream sent 64 KiB and waits: the client has bytes already.
+        assert first == setup.upstream.blob[: len(first)]
+        setup.upstream.release.set()
+        body = first + b"".join(chunks)
+
+    assert body == setup.upstream.blob
+
+
+def test_a_blob_stored_for_another_repository_is_served_whole_despite_a_lying_head(
+    setup, http
+):
+    data = random_bytes(4096)
+    push_blob(http, "team/app", data)
+
+    response = http.get(blob_path("liar", sha256(data)))
+
+    assert response.status_code == 200
+    assert response.content == data
+    assert response.headers["content-length"] == str(len(data))
+
+
+def test_a_missing_blob_reads_the_same_whether_or_not_stored_here(setup, http):
+    stored = random_bytes(4096)
+    push_blob(http, "team/private", stored)
+    nowhere = sha256(b"stored nowhere")
+
+    answers = [http.get(blob_path("missing", d)) for d in (sha256(stored), nowhere)]
+
+    for response in answers:
+        assert_error(response, 404, "BLOB_UNKNOWN")
+    first, second = (message(r) for r in answers)
+    assert first.replace(sha256(stored), "D") == second.replace(nowhere, "D")
+
+
+def test_a_cached_blob_counts_against_the_namespaces_quota(setup, http):
+    response = http.get(blob_path("slow", setup.upstream.digest, "quotaed"))
+
+    assert_error(response, 403, "DENIED")
+    assert "quota" in message(response)
+
+
+def test_a_blob_stored_here_counts_against_the_quota_when_linked(setup, http):
+    data = random_bytes(4096)
+    push_blob(http, "team/other", data)
+
+    response = http.get(blob_path("liar", sha256(data), "quotaed"))
+
+    assert_error(response, 403, "DENIED")
+    assert "quota" in message(response)
+
+
+def test_a_manifest_no_registry_would_store_is_the_upstreams_fault(setup, http):
+    response = http.get("/v2/hostile/badmanifest/app/manifests/v1")
+
+    assert_error(response, 502, UPSTREAM_FAILED)
+    assert "cannot read" in message(response)
