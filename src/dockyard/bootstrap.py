@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
@@ -21,9 +22,11 @@ from dockyard.services.auth.throttle import LoginThrottle
 from dockyard.services.auth.tokens import TokenSigner, load_or_create_key
 from dockyard.services.gc import GarbageCollector
 from dockyard.services.lifecycle.runner import LifecycleRunner
-from dockyard.services.mirror.cache import PullThroughCache
 from dockyard.services.ratelimit import RateLimiter
 from dockyard.storage import open_blob_store
+
+if TYPE_CHECKING:
+    from dockyard.services.mirror.cache import PullThroughCache
 
 
 def build_registry(config: Config, engine: Engine | None = None) -> Registry:
@@ -66,6 +69,9 @@ def build_mirror(config: Config, registry: Registry) -> PullThroughCache | None:
     """The pull-through caches, or None when no upstream is configured."""
     if not config.upstreams:
         return None
+    # Imported here: its HTTP client costs every process some MiB otherwise.
+    from dockyard.services.mirror.cache import PullThroughCache
+
     assert isinstance(registry.metadata, SqlMetadataStore)
     store = MirrorStore(registry.metadata)
     return PullThroughCache(registry, config.upstreams, store)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -38,8 +39,11 @@ from dockyard.api.ratelimit import (
 from dockyard.core.errors import RegistryError, Unauthorized
 from dockyard.core.names import check_name
 from dockyard.services.auth.scopes import DELETE, PULL, PUSH
-from dockyard.services.mirror.cache import PullThroughCache, Route
 from dockyard.services.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    # The cache and its HTTP client are loaded only when upstreams are set.
+    from dockyard.services.mirror.cache import PullThroughCache, Route
 
 _RESOURCES = "manifests|blobs/uploads|blobs|tags|referrers"
 _PATH = re.compile(rf"^/v2/(?P<name>.+)/(?P<resource>{_RESOURCES})/(?P<target>[^/]*)$")

@@ -26,7 +26,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
 from dockyard.core.digest import Digest
@@ -123,8 +123,14 @@ def insert_audit_event(connection: Connection, event: AuditEvent) -> None:
 class SqlMetadataStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
-        self._insert = dialect.insert
+        self._insert: Callable[..., Any]
+        if engine.dialect.name == "sqlite":
+            self._insert = sqlite.insert
+        else:
+            # Imported only when used: a few MiB per process otherwise.
+            from sqlalchemy.dialects import postgresql
+
+            self._insert = postgresql.insert
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:

@@ -19,12 +19,13 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-
-from limits import RateLimitItem, parse
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
+from typing import TYPE_CHECKING
 
 from dockyard.core.errors import TooManyRequests
+
+# `limits` is imported where used: only a registry with limits needs it.
+if TYPE_CHECKING:
+    from limits import RateLimitItem
 
 UNLIMITED = "unlimited"
 
@@ -89,6 +90,8 @@ def parse_limit(text: str | None) -> RateLimitItem | None:
     """`100/6hours`, or None for `unlimited` and unset."""
     if text is None or text == UNLIMITED:
         return None
+    from limits import parse
+
     return parse(text)
 
 
@@ -102,6 +105,8 @@ class RateLimiter:
         requests: str | None,
         redis_url: str | None,
     ) -> None:
+        from limits.aio.strategies import MovingWindowRateLimiter
+
         storage = _storage(redis_url)
         self._windows = MovingWindowRateLimiter(storage)  # type: ignore[arg-type]
         self._anonymous = parse_limit(anonymous)
@@ -210,6 +215,8 @@ def _window_text(limit: RateLimitItem) -> str:
 
 
 def _storage(redis_url: str | None) -> object:
+    from limits.storage import storage_from_string
+
     if redis_url is None:
         return storage_from_string("async+memory://")
     # redis-py is a dependency already; `limits` would otherwise want coredis.

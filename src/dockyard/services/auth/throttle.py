@@ -15,10 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-
-from limits import RateLimitItem, parse, storage, strategies
+from typing import TYPE_CHECKING
 
 from dockyard.core.errors import TooManyRequests
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
 
 # Locks striped by key: logins for one user or address take turns in a
 # process, so parallel guesses cannot all pass the check before any failure
@@ -28,6 +30,9 @@ _STRIPES = 256
 
 class LoginThrottle:
     def __init__(self, per_user: str, per_address: str, redis_url: str | None) -> None:
+        # Imported here: only a registry with logins needs it.
+        from limits import parse, storage, strategies
+
         backend = storage.storage_from_string(redis_url or "memory://")
         self._limiter = strategies.MovingWindowRateLimiter(backend)
         self._per_user = parse(per_user)
