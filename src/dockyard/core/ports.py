@@ -10,6 +10,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from dockyard.core.digest import Digest
@@ -36,6 +37,10 @@ class BlobStore(Protocol):
         """
 
     async def delete(self, digest: Digest) -> None: ...
+
+    def local_path(self, digest: Digest) -> Path | None:
+        """The file holding the blob, for the server to send itself; None
+        when the store keeps no local files."""
 
     def list(self) -> AsyncIterator[Digest]: ...
 

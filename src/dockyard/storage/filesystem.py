@@ -77,6 +77,9 @@ class FilesystemBlobStore:
             return None
         return _stream(path, offset, length, self._io)
 
+    def local_path(self, digest: Digest) -> Path | None:
+        return self._blob_path(digest)
+
     async def delete(self, digest: Digest) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._blob_path(digest).unlink()
