@@ -17,6 +17,7 @@ that are not the blob asked for).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -259,6 +260,24 @@ def answering(
 # An upstream that misbehaves on purpose
 
 
+def _listed() -> tuple[bytes, bytes, bytes]:
+    """An OCI image manifest, its config and its one layer."""
+    config = b'{"architecture": "amd64", "os": "linux"}'
+    layer = os.urandom(4096)
+
+    def described(media_type: str, data: bytes) -> dict[str, Any]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": described("application/vnd.oci.image.config.v1+json", config),
+        "layers": [described("application/vnd.oci.image.layer.v1.tar", layer)],
+    }
+    return json.dumps(manifest).encode(), config, layer
+
+
 HOSTILE_MANIFEST = (
     b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}'
 )
@@ -272,6 +291,8 @@ class Hostile:
 
     url: str
     blob: bytes
+    # The manifest `listing` serves, and the config and layer it lists.
+    listed: tuple[bytes, bytes, bytes]
     # Set to let `slow` send the rest of its blob.
     release: threading.Event
     written: dict[str, int]
@@ -293,10 +314,12 @@ def hostile() -> Iterator[Hostile]:
     - `liar/`: blob HEADs claim 5 bytes; GETs find nothing;
     - `slow/`: `blob`, its first 64 KiB at once and the rest once released;
     - `badmanifest/`: a manifest no registry would store;
+    - `listing/`: a good manifest, its blobs 503 as if the upstream were
+      down;
     - anything else: 404.
     """
     blob = os.urandom(MEBIBYTE)
-    state = Hostile("", blob, threading.Event(), {}, {})
+    state = Hostile("", blob, _listed(), threading.Event(), {}, {})
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
@@ -375,6 +398,24 @@ def hostile() -> Iterator[Hostile]:
             self.end_headers()
             if self.command == "GET":
                 self.wfile.write(HOSTILE_MANIFEST)
+
+        def _listing(self) -> None:
+            manifest = state.listed[0]
+            if "/blobs/" in self.path:
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+            self.send_response(200)
+            self.send_header(
+                "Content-Type", "application/vnd.oci.image.manifest.v1+json"
+            )
+            self.send_header("Content-Length", str(len(manifest)))
+            self.send_header("Docker-Content-Digest", digest)
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(manifest)
 
         def log_message(self, *args: Any) -> None:
             pass

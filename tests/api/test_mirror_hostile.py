@@ -38,6 +38,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         entries = [
             upstream(server.url, name="hostile", **options),
             upstream(server.url, name="quotaed", **options),
+            upstream(server.url, name="counted", **options),
         ]
         with start_cache(tmp_path_factory.mktemp("cache"), entries) as cache:
             result = cache.cli("quota", "quotaed", "1000")
@@ -191,3 +192,42 @@ def test_a_manifest_no_registry_would_store_is_the_upstreams_fault(setup, http):
 
     assert_error(response, 502, UPSTREAM_FAILED)
     assert "cannot read" in message(response)
+
+
+def test_a_blob_a_cached_manifest_lists_needs_no_upstream_when_stored(setup, http):
+    manifest, config, layer = setup.upstream.listed
+    for data in (config, layer):
+        push_blob(http, "team/listed", data)
+
+    cached = http.get("/v2/hostile/listing/app/manifests/v1")
+    # The upstream answers 503 for every blob: both are served from the
+    # store, as the cached manifest shows the repository has them.
+    head = http.head(blob_path("listing", sha256(layer)))
+    pulled = [http.get(blob_path("listing", sha256(d))) for d in (config, layer)]
+
+    assert cached.status_code == 200
+    assert cached.content == manifest
+    assert head.status_code == 200
+    assert head.headers["content-length"] == str(len(layer))
+    assert [r.status_code for r in pulled] == [200, 200]
+    assert [r.content for r in pulled] == [config, layer]
+
+
+def counted(setup: Setup) -> int:
+    result = setup.cache.cli("upstream", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    entry = next(e for e in json.loads(result.stdout) if e["name"] == "counted")
+    return int(entry["hits"]) + int(entry["misses"])
+
+
+def test_counts_reach_the_database_without_further_requests(setup, http):
+    for _ in range(4):
+        response = http.get("/v2/counted/listing/app/manifests/v1")
+        assert response.status_code == 200
+
+    # Each worker flushes its counts a second after the first it holds,
+    # whether or not more requests come.
+    deadline = time.monotonic() + 10
+    while counted(setup) < 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert counted(setup) == 4

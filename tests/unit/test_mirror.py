@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from dockyard.bootstrap import build_mirror, build_registry
+from dockyard.cli.upstreams import upstream_list
 from dockyard.config import Config, ConfigError, load_config
 from dockyard.core.digest import Digest
 from dockyard.core.errors import NameInvalid, UpstreamUnavailable
@@ -149,3 +151,10 @@ def test_a_manifest_that_hashes_otherwise_is_refused():
         _checked_digest(upstream, "latest", Digest.of(b"other"), content)
     with pytest.raises(UpstreamUnavailable):
         _checked_digest(upstream, Digest.of(b"other"), None, content)
+
+
+def test_upstream_list_without_upstreams_points_at_the_config(tmp_path: Path):
+    result = CliRunner().invoke(upstream_list, ["--data-dir", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    assert "--config" in result.output

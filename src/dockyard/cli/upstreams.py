@@ -43,7 +43,10 @@ def upstream_list(
     if as_json:
         click.echo(json.dumps([status.to_json() for status in statuses], indent=2))
     elif not statuses:
-        click.echo("no upstreams are configured")
+        click.echo(
+            "no upstreams are configured; give the --config file (or the "
+            "DOCKYARD_* variables) that serve runs with"
+        )
     for status in [] if as_json else statuses:
         click.echo("\n".join(_describe(status)))
 

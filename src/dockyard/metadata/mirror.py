@@ -7,7 +7,13 @@ from datetime import datetime
 
 from sqlalchemy import func, or_, select
 
-from dockyard.metadata.schema import manifests, repositories, upstream_counters
+from dockyard.core.digest import Digest
+from dockyard.metadata.schema import (
+    manifest_blobs,
+    manifests,
+    repositories,
+    upstream_counters,
+)
 from dockyard.metadata.store import SqlMetadataStore, _in_thread, _now, utc
 
 
@@ -77,6 +83,23 @@ class MirrorStore:
             return Counters()
         failed_at = utc(row.last_failure_at) if row.last_failure_at else None
         return Counters(row.hits, row.misses, row.failures, row.last_failure, failed_at)
+
+    @_in_thread
+    def lists_blob(self, repository: str, digest: Digest) -> bool:
+        """Whether a manifest of the repository lists the blob."""
+        query = (
+            select(manifest_blobs.c.digest)
+            .select_from(repositories)
+            .join(manifests, manifests.c.repository_id == repositories.c.id)
+            .join(manifest_blobs, manifest_blobs.c.manifest_id == manifests.c.id)
+            .where(
+                repositories.c.name == repository,
+                manifest_blobs.c.digest == str(digest),
+            )
+            .limit(1)
+        )
+        with self._store._reading() as connection:
+            return connection.execute(query).first() is not None
 
     @_in_thread
     def cached_images(self, namespace: str) -> tuple[int, int]:

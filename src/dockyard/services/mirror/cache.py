@@ -65,6 +65,9 @@ class _Counts:
         self._store = store
         self._pending: dict[str, list[int]] = {}
         self._last_flush = time.monotonic()
+        # Flushes what is pending once FLUSH_INTERVAL has passed, so that
+        # the last counts of a quiet spell are not held back until the next.
+        self._timer: asyncio.Task[None] | None = None
 
     async def hit(self, upstream: Upstream) -> None:
         await self._add(upstream, 0)
@@ -78,6 +81,11 @@ class _Counts:
         hits, misses, failures = counts
         await self._store.add(upstream.name, hits, misses, failures, reason)
 
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.flush()
+
     async def flush(self) -> None:
         pending, self._pending = self._pending, {}
         self._last_flush = time.monotonic()
@@ -88,6 +96,17 @@ class _Counts:
         self._pending.setdefault(upstream.name, [0, 0, 0])[index] += 1
         if time.monotonic() - self._last_flush >= FLUSH_INTERVAL:
             await self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            await self.flush()
+        except Exception as exc:
+            logger.warning("could not store the caches' counters: %s", exc)
+        finally:
+            self._timer = None
 
 
 class PullThroughCache:
@@ -107,6 +126,7 @@ class PullThroughCache:
         }
         mirrors = [self.upstreams[c.name] for c in configs if c.mirror]
         self._default = mirrors[0] if mirrors else None
+        self._store = store
         self._counts = _Counts(store)
         self._fetcher = BlobFetcher(registry, self._counts.failure)
         # Manifest requests to upstreams under way, by (repository, reference).
@@ -117,7 +137,7 @@ class PullThroughCache:
         )
 
     async def close(self) -> None:
-        await self._counts.flush()
+        await self._counts.close()
         for upstream in self.upstreams.values():
             await upstream.close()
 
@@ -284,11 +304,11 @@ class PullThroughCache:
         size = await self._registry.metadata.linked_blob_size(route.repository, digest)
         if size is not None:
             return size
-        upstream_size = await self._upstream_has(route, digest)
-        # Stored for another repository: the store knows its true size.
+        # Stored here already: the store knows its true size.
         size = await self._registry.blobs.stat(digest)
-        if size is None:
-            size = upstream_size
+        if size is None or not await self._store.lists_blob(route.repository, digest):
+            upstream_size = await self._upstream_has(route, digest)
+            size = size if size is not None else upstream_size
         if size is None:
             raise errors.UpstreamUnavailable(
                 f"{route.upstream.describe()} did not say the size of blob "
@@ -307,8 +327,10 @@ class PullThroughCache:
 
         if await blobs.stat(digest) is not None:
             # Stored for another repository, perhaps a private one: linked
-            # only once the upstream shows that this repository has it too.
-            await self._upstream_has(route, digest)
+            # only once this repository is shown to have it too, by a cached
+            # manifest listing it or else by the upstream.
+            if not await self._store.lists_blob(route.repository, digest):
+                await self._upstream_has(route, digest)
             async with blobs.collection_guard(exclusive=False):
                 size = await blobs.stat(digest)
                 if size is not None:
