@@ -295,6 +295,9 @@ class Hostile:
     listed: tuple[bytes, bytes, bytes]
     # Set to let `slow` send the rest of its blob.
     release: threading.Event
+    # `held` sends a blob of its own, the rest once this is set.
+    release_held: threading.Event
+    held: bytes
     written: dict[str, int]
     finished: dict[str, threading.Event]
 
@@ -316,10 +319,22 @@ def hostile() -> Iterator[Hostile]:
     - `badmanifest/`: a manifest no registry would store;
     - `listing/`: a good manifest, its blobs 503 as if the upstream were
       down;
+    - `listed/`: the blobs of that manifest;
+    - `held/`: as `slow` with a blob of its own, `held`, released by
+      `release_held`;
     - anything else: 404.
     """
     blob = os.urandom(MEBIBYTE)
-    state = Hostile("", blob, _listed(), threading.Event(), {}, {})
+    state = Hostile(
+        "",
+        blob,
+        _listed(),
+        threading.Event(),
+        threading.Event(),
+        os.urandom(MEBIBYTE),
+        {},
+        {},
+    )
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
@@ -387,6 +402,30 @@ def hostile() -> Iterator[Hostile]:
                 state.release.wait(60)
                 self.wfile.write(blob[64 * 1024 :])
 
+        def _held(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(state.held)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(state.held[: 64 * 1024])
+                state.release_held.wait(60)
+                self.wfile.write(state.held[64 * 1024 :])
+
+        def _listed(self) -> None:
+            wanted = self.path.rsplit("/", 1)[-1]
+            found = [
+                data
+                for data in state.listed[1:]
+                if wanted == "sha256:" + hashlib.sha256(data).hexdigest()
+            ]
+            if not found:
+                return self._missing()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(found[0])))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(found[0])
+
         def _badmanifest(self) -> None:
             digest = "sha256:" + hashlib.sha256(HOSTILE_MANIFEST).hexdigest()
             self.send_response(200)
@@ -430,4 +469,5 @@ def hostile() -> Iterator[Hostile]:
             yield state
         finally:
             state.release.set()
+            state.release_held.set()
             http.shutdown()

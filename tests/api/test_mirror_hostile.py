@@ -194,23 +194,58 @@ def test_a_manifest_no_registry_would_store_is_the_upstreams_fault(setup, http):
     assert "cannot read" in message(response)
 
 
-def test_a_blob_a_cached_manifest_lists_needs_no_upstream_when_stored(setup, http):
-    manifest, config, layer = setup.upstream.listed
+def test_a_cached_manifest_never_releases_a_blob_stored_for_others(setup, http):
+    _, config, layer = setup.upstream.listed
     for data in (config, layer):
         push_blob(http, "team/listed", data)
 
     cached = http.get("/v2/hostile/listing/app/manifests/v1")
-    # The upstream answers 503 for every blob: both are served from the
-    # store, as the cached manifest shows the repository has them.
+    # The manifest lists them, but only the upstream, answering 503 for
+    # every blob, could show that the image has the bytes stored here.
+    pulled = http.get(blob_path("listing", sha256(layer)))
+
+    assert cached.status_code == 200
+    assert_error(pulled, 502, UPSTREAM_FAILED)
+
+
+def test_a_blob_cached_and_listed_by_a_cached_manifest_needs_no_upstream(setup, http):
+    manifest, config, layer = setup.upstream.listed
+    for data in (config, layer):
+        assert http.get(blob_path("listed", sha256(data))).content == data
+
+    cached = http.get("/v2/hostile/listing/app/manifests/v1")
+    # The upstream answers 503 for every blob of `listing`: both are served
+    # from this cache's store, as the cached manifest lists them.
     head = http.head(blob_path("listing", sha256(layer)))
     pulled = [http.get(blob_path("listing", sha256(d))) for d in (config, layer)]
 
-    assert cached.status_code == 200
     assert cached.content == manifest
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(layer))
     assert [r.status_code for r in pulled] == [200, 200]
     assert [r.content for r in pulled] == [config, layer]
+
+
+def test_a_download_under_way_is_no_proof_for_another_repository(setup, http):
+    held = setup.upstream.held
+    digest = sha256(held)
+    with (
+        httpx.Client(base_url=setup.cache.url, timeout=30) as first,
+        first.stream("GET", blob_path("held", digest)) as downloading,
+    ):
+        assert downloading.status_code == 200
+        chunks = downloading.iter_raw()
+        body = next(chunks)
+        # `missing` has no such blob: asking for it there, in either
+        # worker, must not join the download under way.
+        joined = [http.get(blob_path("missing", digest)) for _ in range(6)]
+        setup.upstream.release_held.set()
+        body += b"".join(chunks)
+
+    assert body == held
+    for response in joined:
+        assert_error(response, 404, "BLOB_UNKNOWN")
+    assert http.get(blob_path("missing", digest)).status_code == 404
 
 
 def counted(setup: Setup) -> int:

@@ -1,5 +1,7 @@
 """Routing to pull-through caches, and reading an upstream's login answers."""
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from dockyard.config import Config, ConfigError, load_config
 from dockyard.core.digest import Digest
 from dockyard.core.errors import NameInvalid, UpstreamUnavailable
 from dockyard.services.mirror.cache import PullThroughCache, _checked_digest
+from dockyard.services.mirror.fetches import BlobFetcher, Fetch
 from dockyard.services.mirror.upstream import (
     Upstream,
     UpstreamFailed,
@@ -158,3 +161,58 @@ def test_upstream_list_without_upstreams_points_at_the_config(tmp_path: Path):
 
     assert result.exit_code == 0, result.output
     assert "--config" in result.output
+
+
+async def _once(data: bytes):
+    yield data
+
+
+async def _failed(upstream: Upstream, reason: str) -> None:
+    pass
+
+
+async def _read_across_two_downloads(
+    tmp_path: Path, first: Callable[[bytes], bytes]
+) -> tuple[bytes, bytes]:
+    """What a reader of a whole blob gets when it began with staged bytes
+    `first(blob)` of one download, and another download then stored it."""
+    registry = build_registry(Config(data_dir=tmp_path))
+    blobs = registry.blobs
+    fetcher = BlobFetcher(registry, _failed)
+    good = os.urandom(3 * 1024 * 1024)
+    digest = Digest.of(good)
+    fetch = Fetch(digest, "hub/app")
+    fetch.size, fetch.answered = len(good), True
+    fetcher._running[digest] = fetch
+    await blobs.create_upload(fetch.upload_id)
+    await blobs.append_upload(fetch.upload_id, 0, _once(first(good)))
+
+    stream = await fetcher.open(digest, 0, len(good))
+    received = await anext(stream)
+    await blobs.cancel_upload(fetch.upload_id)
+    await blobs.create_upload(fetch.upload_id)
+    await blobs.append_upload(fetch.upload_id, 0, _once(good))
+    await blobs.commit_upload(fetch.upload_id, digest)
+    del fetcher._running[digest]
+    fetch.finished = True
+    fetch.changed()
+    async for chunk in stream:
+        received += chunk
+    return received, good
+
+
+async def test_a_reader_given_bytes_of_a_failed_download_is_broken_off(tmp_path):
+    def corrupt(good: bytes) -> bytes:
+        return bytes(255 - b for b in good[: 1024 * 1024])
+
+    with pytest.raises(UpstreamUnavailable, match="pull it again"):
+        await _read_across_two_downloads(tmp_path, corrupt)
+
+
+async def test_a_reader_given_the_right_bytes_gets_the_whole_blob(tmp_path):
+    def right(good: bytes) -> bytes:
+        return good[: 1024 * 1024]
+
+    received, good = await _read_across_two_downloads(tmp_path, right)
+
+    assert received == good

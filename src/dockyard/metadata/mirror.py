@@ -8,10 +8,12 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 
 from dockyard.core.digest import Digest
+from dockyard.core.names import namespace_of
 from dockyard.metadata.schema import (
     manifest_blobs,
     manifests,
     repositories,
+    repository_blobs,
     upstream_counters,
 )
 from dockyard.metadata.store import SqlMetadataStore, _in_thread, _now, utc
@@ -85,9 +87,11 @@ class MirrorStore:
         return Counters(row.hits, row.misses, row.failures, row.last_failure, failed_at)
 
     @_in_thread
-    def lists_blob(self, repository: str, digest: Digest) -> bool:
-        """Whether a manifest of the repository lists the blob."""
-        query = (
+    def lists_cached_blob(self, repository: str, digest: Digest) -> bool:
+        """Whether a manifest of the cache's repository lists the blob, and
+        another repository of the same cache holds it: the upstream showed
+        both that the image has the blob and that the bytes are its own."""
+        listed = (
             select(manifest_blobs.c.digest)
             .select_from(repositories)
             .join(manifests, manifests.c.repository_id == repositories.c.id)
@@ -98,8 +102,20 @@ class MirrorStore:
             )
             .limit(1)
         )
+        namespace = namespace_of(repository)
+        held = (
+            select(repository_blobs.c.digest)
+            .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+            .where(
+                repository_blobs.c.digest == str(digest),
+                repositories.c.name.startswith(namespace + "/", autoescape=True),
+            )
+            .limit(1)
+        )
         with self._store._reading() as connection:
-            return connection.execute(query).first() is not None
+            if connection.execute(listed).first() is None:
+                return False
+            return connection.execute(held).first() is not None
 
     @_in_thread
     def cached_images(self, namespace: str) -> tuple[int, int]:

@@ -304,11 +304,13 @@ class PullThroughCache:
         size = await self._registry.metadata.linked_blob_size(route.repository, digest)
         if size is not None:
             return size
-        # Stored here already: the store knows its true size.
         size = await self._registry.blobs.stat(digest)
-        if size is None or not await self._store.lists_blob(route.repository, digest):
-            upstream_size = await self._upstream_has(route, digest)
-            size = size if size is not None else upstream_size
+        if size is None or not await self._store.lists_cached_blob(
+            route.repository, digest
+        ):
+            # Not shown to be this repository's: the upstream's word, and
+            # nothing of what is stored for others.
+            size = await self._upstream_has(route, digest)
         if size is None:
             raise errors.UpstreamUnavailable(
                 f"{route.upstream.describe()} did not say the size of blob "
@@ -327,9 +329,10 @@ class PullThroughCache:
 
         if await blobs.stat(digest) is not None:
             # Stored for another repository, perhaps a private one: linked
-            # only once this repository is shown to have it too, by a cached
-            # manifest listing it or else by the upstream.
-            if not await self._store.lists_blob(route.repository, digest):
+            # only once this repository is shown to have it too, by the
+            # upstream or by a manifest cached here that lists a blob this
+            # cache holds already.
+            if not await self._store.lists_cached_blob(route.repository, digest):
                 await self._upstream_has(route, digest)
             async with blobs.collection_guard(exclusive=False):
                 size = await blobs.stat(digest)
@@ -339,6 +342,13 @@ class PullThroughCache:
                     await self._counts.hit(route.upstream)
                     return size
 
+        running = self._fetcher.running(digest)
+        if running is not None and route.repository not in running.repositories:
+            # Another repository's download, perhaps from another upstream:
+            # joined once this repository's upstream shows it has the blob.
+            await self._upstream_has(route, digest)
+            if running.size is not None:
+                await self._registry.check_quota(route.repository, digest, running.size)
         fetch, started = self._fetcher.start(
             route.upstream, route.remote, route.repository, digest
         )

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -72,9 +74,20 @@ class Fetch:
         """
         while not self.answered and not self.finished:
             await self.waiter().wait()
-        if self.error is not None:
-            raise self.error
+        error = self.failure()
+        if error is not None:
+            raise error
         return self.size
+
+    def failure(self) -> errors.RegistryError | None:
+        """The fetch's error, a copy for each reader: one exception raised
+        to many would gather every reader's traceback."""
+        if self.error is None:
+            return None
+        try:
+            return copy.copy(self.error)
+        except TypeError:
+            return self.error
 
 
 class BlobFetcher:
@@ -100,6 +113,10 @@ class BlobFetcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return fetch, True
+
+    def running(self, digest: Digest) -> Fetch | None:
+        """The fetch of the blob under way in this process, if any."""
+        return self._running.get(digest)
 
     async def open(
         self, digest: Digest, offset: int, length: int | None
@@ -136,8 +153,16 @@ class BlobFetcher:
             async with blobs.fetch_lock(fetch.digest) as leading:
                 stored = await blobs.stat(fetch.digest)
                 if stored is not None:
+                    # Stored by another process's download meanwhile, which
+                    # may have been another upstream's: the upstream shows
+                    # that it has the blob too, unless it did already.
+                    if not fetch.answered:
+                        found, _ = await upstream.blob_head(remote, fetch.digest)
+                        if not found:
+                            raise unknown_blob(fetch.digest, upstream, remote)
                     fetch.size = stored
                     async with blobs.collection_guard(exclusive=False):
+                        await self._check_quotas(fetch, stored)
                         await self._link(fetch, stored)
                     return
                 if leading:
@@ -182,9 +207,21 @@ class BlobFetcher:
         logger.info("stored blob %s (%d bytes) from %s", fetch.digest, size, remote)
 
     async def _check_quotas(self, fetch: Fetch, size: int) -> None:
-        """Refuse the blob if it would take a namespace past its quota."""
+        """Leave out the repositories whose namespace the blob would take
+        past its quota; refuse the blob if that leaves none.
+
+        One namespace's quota does not break another's download.
+        """
+        refused: errors.QuotaExceeded | None = None
         for repository in list(fetch.repositories):
-            await self._registry.check_quota(repository, fetch.digest, size)
+            try:
+                await self._registry.check_quota(repository, fetch.digest, size)
+            except errors.QuotaExceeded as exc:
+                logger.warning("not linking blob %s: %s", fetch.digest, exc.message)
+                fetch.repositories.discard(repository)
+                refused = exc
+        if not fetch.repositories and refused is not None:
+            raise refused
 
     async def _receive(
         self, fetch: Fetch, upstream: Upstream, response: httpx.Response
@@ -234,31 +271,39 @@ class BlobFetcher:
     ) -> AsyncIterator[bytes]:
         """Staged bytes as they land, then the stored blob, up to `end` (None:
         all of it); the fetch's error if it fails, which breaks off the
-        client's answer."""
+        client's answer.
+
+        Staged bytes may come from a download that then fails and, past
+        them, from a later one, in this process or another. A reader of the
+        whole blob hashes what it sends and holds its last bytes back until
+        the hash checks out; a reader of a range waits for the stored blob.
+        """
         blobs = self._registry.blobs
+        whole = offset == 0 and (end is None or end == fetch.size)
+        hasher = new_hasher(fetch.digest.algorithm) if whole else None
         position = offset
         while end is None or position < end:
             waiter = fetch.waiter()
             left = None if end is None else end - position
             stored = await blobs.open(fetch.digest, position, left)
             if stored is not None:
+                if hasher is not None and position > 0:
+                    stored = _checked(stored, hasher, fetch.digest)
                 async for chunk in stored:
                     yield chunk
                 return
 
-            # The last staged byte is held back until the digest checks out
-            # and the blob is stored: a client given every byte of a blob
-            # that then fails the check could not tell it was broken off.
+            # The last staged byte is held back until the blob is stored.
             staged = (await blobs.upload_size(fetch.upload_id) or 0) - 1
-            staged = staged if end is None else min(staged, end)
-            if staged > position:
+            if hasher is not None and staged > position:
                 async for chunk in _staged(blobs, fetch, position, staged - position):
                     position += len(chunk)
+                    hasher.update(chunk)
                     yield chunk
                 continue
 
             if fetch.finished:
-                raise fetch.error or errors.BlobUnknown(
+                raise fetch.failure() or errors.BlobUnknown(
                     f"blob {fetch.digest} was removed while it was read"
                 )
             with contextlib.suppress(TimeoutError):
@@ -278,6 +323,25 @@ def _too_long(fetch: Fetch, upstream: Upstream) -> errors.UpstreamUnavailable:
         f"{upstream.describe()} sends blob {fetch.digest} of over "
         f"{upstream.max_blob_bytes} bytes, its max_blob_bytes; nothing was kept"
     )
+
+
+async def _checked(
+    stream: AsyncIterator[bytes], hasher: Any, digest: Digest
+) -> AsyncIterator[bytes]:
+    """The rest of a blob whose first bytes `hasher` has seen, its last
+    chunk held back until the whole hashes to `digest`."""
+    held = b""
+    async for chunk in stream:
+        if held:
+            yield held
+        hasher.update(chunk)
+        held = chunk
+    if Digest.from_hasher(hasher) != digest:
+        raise errors.UpstreamUnavailable(
+            f"blob {digest} was fetched again while it was sent, and the first "
+            "bytes sent were not the blob's; pull it again"
+        )
+    yield held
 
 
 async def _staged(
