@@ -16,6 +16,7 @@ that are not the blob asked for).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -317,6 +318,7 @@ def hostile() -> Iterator[Hostile]:
     - `liar/`: blob HEADs claim 5 bytes; GETs find nothing;
     - `slow/`: `blob`, its first 64 KiB at once and the rest once released;
     - `badmanifest/`: a manifest no registry would store;
+    - `bomb/`: a manifest of 100 KiB gzip that unpacks to 100 MiB;
     - `listing/`: a good manifest, its blobs 503 as if the upstream were
       down;
     - `listed/`: the blobs of that manifest;
@@ -425,6 +427,18 @@ def hostile() -> Iterator[Hostile]:
             self.end_headers()
             if self.command == "GET":
                 self.wfile.write(found[0])
+
+        def _bomb(self) -> None:
+            body = gzip.compress(bytes(100 * MEBIBYTE), compresslevel=9)
+            self.send_response(200)
+            self.send_header(
+                "Content-Type", "application/vnd.oci.image.manifest.v1+json"
+            )
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
 
         def _badmanifest(self) -> None:
             digest = "sha256:" + hashlib.sha256(HOSTILE_MANIFEST).hexdigest()

@@ -187,6 +187,13 @@ def test_a_blob_stored_here_counts_against_the_quota_when_linked(setup, http):
     assert "quota" in message(response)
 
 
+def test_a_compressed_answer_is_refused_unread(setup, http):
+    response = http.get("/v2/hostile/bomb/app/manifests/v1")
+
+    assert_error(response, 502, UPSTREAM_FAILED)
+    assert "gzip-encoded" in message(response)
+
+
 def test_a_manifest_no_registry_would_store_is_the_upstreams_fault(setup, http):
     response = http.get("/v2/hostile/badmanifest/app/manifests/v1")
 

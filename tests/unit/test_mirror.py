@@ -15,6 +15,7 @@ from dockyard.core.errors import NameInvalid, UpstreamUnavailable
 from dockyard.services.mirror.cache import PullThroughCache, _checked_digest
 from dockyard.services.mirror.fetches import BlobFetcher, Fetch
 from dockyard.services.mirror.upstream import (
+    MAX_TOKENS,
     Upstream,
     UpstreamFailed,
     _challenge_params,
@@ -76,6 +77,22 @@ async def test_ns_picks_the_upstream_by_registry_host(cache):
 
     docker = await cache.route("library/debian", "docker.io", local())
     assert docker is not None and docker.upstream.name == "hub"
+
+
+async def test_ns_comes_before_a_prefix_that_names_an_upstream(cache):
+    route = await cache.route("quay/coreos/etcd", "docker.io", local())
+
+    assert route is not None
+    assert (route.upstream.name, route.remote) == ("hub", "quay/coreos/etcd")
+
+
+def test_tokens_kept_are_bounded():
+    upstream = Upstream(Config(upstreams=UPSTREAMS).upstreams[0])
+    for number in range(MAX_TOKENS + 500):
+        upstream._keep_token(f"repository:r{number}:pull", "t", 300)
+
+    assert len(upstream._tokens) == MAX_TOKENS
+    assert f"repository:r{MAX_TOKENS + 499}:pull" in upstream._tokens
 
 
 async def test_a_name_too_long_with_the_prefix_is_refused(cache):

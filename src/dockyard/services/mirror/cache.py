@@ -155,13 +155,19 @@ class PullThroughCache:
         (the spec's `?ns=`). Unprefixed names go to the default mirror unless
         a local repository has that name.
         """
+        # The registry the client means comes first: for containerd,
+        # `quay/etcd?ns=docker.io` is Docker Hub's quay/etcd.
+        upstream = self._by_host.get(ns) if ns else None
+        if upstream is not None:
+            return Route(self, upstream, check_name(f"{upstream.name}/{name}"), name)
+
         prefix, _, rest = name.partition("/")
         if rest and prefix in self.upstreams:
             return Route(self, self.upstreams[prefix], name, rest)
 
         if ns:
             # A registry no upstream stands for: Dockyard's own names.
-            upstream = self._by_host.get(ns)
+            upstream = None
         elif self._default is not None and not await is_local(name):
             upstream = self._default
         else:

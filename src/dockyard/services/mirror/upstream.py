@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ _DEFAULT_TOKEN_LIFETIME = 60
 # registry's message or token, and little enough that no upstream can fill
 # Dockyard's memory with one.
 SMALL_ANSWER = 64 * 1024
+
+# Upstream tokens kept per process: one per repository pulled lately.
+MAX_TOKENS = 1024
 
 
 class UpstreamFailed(Exception):
@@ -91,7 +95,8 @@ class Upstream:
                 "Accept-Encoding": "identity",
             },
         )
-        self._tokens: dict[str, tuple[str, float]] = {}
+        # Tokens by scope, the most recently used last.
+        self._tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -242,6 +247,7 @@ class Upstream:
         token = self._tokens.get(scope or "")
         if token is not None and token[1] > time.monotonic():
             headers["Authorization"] = f"Bearer {token[0]}"
+            self._tokens.move_to_end(scope or "")
 
         response = await self._request(method, path, headers)
         challenge = response.headers.get("www-authenticate", "")
@@ -290,8 +296,17 @@ class Upstream:
 
         values = _challenge_params(params)
         token, lifetime = await self._fetch_token(values, scope)
-        self._tokens[scope or ""] = (token, time.monotonic() + lifetime - _TOKEN_MARGIN)
+        self._keep_token(scope or "", token, lifetime)
         return f"Bearer {token}"
+
+    def _keep_token(self, scope: str, token: str, lifetime: float) -> None:
+        """Keep the token for its scope; at most MAX_TOKENS, the least
+        recently used dropped first, so that clients asking for ever new
+        names cannot grow the store without end."""
+        self._tokens[scope] = (token, time.monotonic() + lifetime - _TOKEN_MARGIN)
+        self._tokens.move_to_end(scope)
+        while len(self._tokens) > MAX_TOKENS:
+            self._tokens.popitem(last=False)
 
     async def _fetch_token(
         self, challenge: dict[str, str], scope: str | None
@@ -351,10 +366,26 @@ def _token_of(body: bytes | None, upstream: str) -> tuple[str, float]:
     return token, lifetime
 
 
+def _encoded(response: httpx.Response) -> str | None:
+    """The answer's Content-Encoding, None for identity.
+
+    Dockyard asks for uncompressed answers and reads bodies raw: a few KiB
+    of gzip can unpack to gigabytes in one step.
+    """
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    return None if encoding in ("", "identity") else encoding
+
+
 async def _read_limited(response: httpx.Response, limit: int) -> bytes | None:
     """The whole body, or None if it runs past `limit` bytes."""
+    encoding = _encoded(response)
+    if encoding is not None:
+        raise UpstreamFailed(
+            f"{response.url.host} sent a {encoding}-encoded answer, though asked "
+            "for none; Dockyard reads only uncompressed ones"
+        )
     body = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_raw():
         body += chunk
         if len(body) > limit:
             return None
@@ -362,9 +393,12 @@ async def _read_limited(response: httpx.Response, limit: int) -> bytes | None:
 
 
 async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
-    """The body's first `limit` bytes; the rest is left unread."""
+    """The body's first `limit` bytes, none if it is compressed; the rest is
+    left unread."""
+    if _encoded(response) is not None:
+        return b""
     body = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_raw():
         body += chunk[: limit - len(body)]
         if len(body) >= limit:
             break
