@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -301,6 +301,9 @@ class Hostile:
     held: bytes
     written: dict[str, int]
     finished: dict[str, threading.Event]
+    # `shared` likewise.
+    release_shared: threading.Event = field(default_factory=threading.Event)
+    shared: bytes = field(default_factory=lambda: os.urandom(MEBIBYTE))
 
     @property
     def digest(self) -> str:
@@ -323,7 +326,7 @@ def hostile() -> Iterator[Hostile]:
       down;
     - `listed/`: the blobs of that manifest;
     - `held/`: as `slow` with a blob of its own, `held`, released by
-      `release_held`;
+      `release_held`; `shared/` likewise, with `shared` and `release_shared`;
     - anything else: 404.
     """
     blob = os.urandom(MEBIBYTE)
@@ -413,6 +416,15 @@ def hostile() -> Iterator[Hostile]:
                 state.release_held.wait(60)
                 self.wfile.write(state.held[64 * 1024 :])
 
+        def _shared(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(state.shared)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(state.shared[: 64 * 1024])
+                state.release_shared.wait(60)
+                self.wfile.write(state.shared[64 * 1024 :])
+
         def _listed(self) -> None:
             wanted = self.path.rsplit("/", 1)[-1]
             found = [
@@ -484,4 +496,5 @@ def hostile() -> Iterator[Hostile]:
         finally:
             state.release.set()
             state.release_held.set()
+            state.release_shared.set()
             http.shutdown()

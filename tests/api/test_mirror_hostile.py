@@ -255,6 +255,27 @@ def test_a_download_under_way_is_no_proof_for_another_repository(setup, http):
     assert http.get(blob_path("missing", digest)).status_code == 404
 
 
+def test_one_namespaces_quota_does_not_break_anothers_download(setup, http):
+    shared = setup.upstream.shared
+    digest = sha256(shared)
+    with (
+        httpx.Client(base_url=setup.cache.url, timeout=30) as first,
+        first.stream("GET", blob_path("shared", digest)) as downloading,
+    ):
+        assert downloading.status_code == 200
+        chunks = downloading.iter_raw()
+        body = next(chunks)
+        # quotaed has room for 1,000 bytes: its clients are refused, in
+        # either worker, and the download under way goes on.
+        over = [http.get(blob_path("shared", digest, "quotaed")) for _ in range(4)]
+        setup.upstream.release_shared.set()
+        body += b"".join(chunks)
+
+    assert body == shared
+    for response in over:
+        assert_error(response, 403, "DENIED")
+
+
 def counted(setup: Setup) -> int:
     result = setup.cache.cli("upstream", "list", "--json")
     assert result.returncode == 0, result.stderr
