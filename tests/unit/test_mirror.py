@@ -204,7 +204,7 @@ async def _read_across_two_downloads(
     await blobs.create_upload(fetch.upload_id)
     await blobs.append_upload(fetch.upload_id, 0, _once(first(good)))
 
-    stream = await fetcher.open(digest, 0, len(good))
+    stream = fetcher.follow(fetch, 0, len(good))
     received = await anext(stream)
     await blobs.cancel_upload(fetch.upload_id)
     await blobs.create_upload(fetch.upload_id)

@@ -101,10 +101,10 @@ async def _get_cached(ctx: RepositoryRequest, digest: Digest) -> Response:
     """A blob from a pull-through cache, streamed while it is fetched."""
     assert ctx.route is not None
     cache = ctx.route.cache
-    size = await cache.pull_blob(ctx.route, digest)
+    size, fetch = await cache.pull_blob(ctx.route, digest)
     if size is None:
         # The upstream did not say how long the blob is: no ranges then.
-        body = await cache.read_blob(digest, 0, None)
+        body = await cache.read_blob(digest, 0, None, fetch)
         headers = _headers(digest, 0)
         del headers["Content-Length"], headers["Accept-Ranges"]
         return StreamingResponse(body, headers=headers)
@@ -114,13 +114,13 @@ async def _get_cached(ctx: RepositoryRequest, digest: Digest) -> Response:
     byte_range = parse_range(requested, size) if requested else None
     if byte_range is None:
         return StreamingResponse(
-            await cache.read_blob(digest, 0, size), headers=headers
+            await cache.read_blob(digest, 0, size, fetch), headers=headers
         )
 
     start, end = byte_range
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
-    body = await cache.read_blob(digest, start, end - start + 1)
+    body = await cache.read_blob(digest, start, end - start + 1, fetch)
     return StreamingResponse(body, status_code=206, headers=headers)
 
 

@@ -33,7 +33,7 @@ from dockyard.core.names import check_name
 from dockyard.core.ports import StoredManifest
 from dockyard.core.registry import Registry
 from dockyard.metadata.mirror import MirrorStore
-from dockyard.services.mirror.fetches import BlobFetcher, unknown_blob
+from dockyard.services.mirror.fetches import BlobFetcher, Fetch, unknown_blob
 from dockyard.services.mirror.upstream import Upstream, UpstreamFailed
 
 logger = logging.getLogger(__name__)
@@ -324,14 +324,17 @@ class PullThroughCache:
             )
         return size
 
-    async def pull_blob(self, route: Route, digest: Digest) -> int | None:
-        """Make the blob readable, fetching it if need be; its size, None
-        when the upstream does not say before sending it."""
+    async def pull_blob(
+        self, route: Route, digest: Digest
+    ) -> tuple[int | None, Fetch | None]:
+        """Make the blob readable, fetching it if need be: its size, None
+        when the upstream does not say before sending it, and the fetch that
+        brings it, None when it is stored."""
         metadata, blobs = self._registry.metadata, self._registry.blobs
         size = await metadata.linked_blob_size(route.repository, digest)
         if size is not None and await blobs.stat(digest) is not None:
             await self._counts.hit(route.upstream)
-            return size
+            return size, None
 
         if await blobs.stat(digest) is not None:
             # Stored for another repository, perhaps a private one: linked
@@ -346,7 +349,7 @@ class PullThroughCache:
                     await self._registry.check_quota(route.repository, digest, size)
                     await metadata.link_blob(route.repository, digest, size)
                     await self._counts.hit(route.upstream)
-                    return size
+                    return size, None
 
         running = self._fetcher.running(digest)
         if running is not None and route.repository not in running.repositories:
@@ -361,17 +364,25 @@ class PullThroughCache:
         # Clients that join a fetch under way cost the upstream nothing; a
         # failed fetch is counted once, by the fetcher.
         await (self._counts.miss if started else self._counts.hit)(route.upstream)
-        return await fetch.wait_answer()
+        size = await fetch.wait_answer()
+        if size is not None:
+            # Checked by the download before it began too, but not when it
+            # is another process's: this client is refused before any byte.
+            await self._registry.check_quota(route.repository, digest, size)
+        return size, fetch
 
     async def read_blob(
-        self, digest: Digest, offset: int, length: int | None
+        self, digest: Digest, offset: int, length: int | None, fetch: Fetch | None
     ) -> AsyncIterator[bytes]:
-        """The blob's bytes, from the store or as they arrive from upstream.
+        """The blob's bytes, from the store or as `fetch` brings them.
 
         The first bytes are awaited here, so that a fetch failing before
         them is an error answer rather than a broken-off one.
         """
-        stream = await self._fetcher.open(digest, offset, length)
+        if fetch is not None:
+            stream = self._fetcher.follow(fetch, offset, length)
+        else:
+            stream = await self._registry.open_blob(digest, offset, length)
         first = await anext(aiter(stream), None)
         return _resumed(first, stream)
 

@@ -118,13 +118,11 @@ class BlobFetcher:
         """The fetch of the blob under way in this process, if any."""
         return self._running.get(digest)
 
-    async def open(
-        self, digest: Digest, offset: int, length: int | None
+    def follow(
+        self, fetch: Fetch, offset: int, length: int | None
     ) -> AsyncIterator[bytes]:
-        """The blob's bytes, from the store or from a fetch under way."""
-        fetch = self._running.get(digest)
-        if fetch is None:
-            return await self._registry.open_blob(digest, offset, length)
+        """The blob's bytes as the fetch brings them, then from the store;
+        the fetch's error if it fails, even after it ended."""
         end = None if length is None else offset + length
         return self._follow(fetch, offset, end)
 
