@@ -398,32 +398,24 @@ def hostile() -> Iterator[Hostile]:
             self.send_header("Content-Length", "5")
             self.end_headers()
 
-        def _slow(self) -> None:
+        def _gated(self, data: bytes, release: threading.Event) -> None:
+            """`data`, its first 64 KiB at once and the rest once released."""
             self.send_response(200)
-            self.send_header("Content-Length", str(len(blob)))
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command == "GET":
-                self.wfile.write(blob[: 64 * 1024])
-                state.release.wait(60)
-                self.wfile.write(blob[64 * 1024 :])
+                self.wfile.write(data[: 64 * 1024])
+                release.wait(60)
+                self.wfile.write(data[64 * 1024 :])
+
+        def _slow(self) -> None:
+            self._gated(blob, state.release)
 
         def _held(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(state.held)))
-            self.end_headers()
-            if self.command == "GET":
-                self.wfile.write(state.held[: 64 * 1024])
-                state.release_held.wait(60)
-                self.wfile.write(state.held[64 * 1024 :])
+            self._gated(state.held, state.release_held)
 
         def _shared(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(state.shared)))
-            self.end_headers()
-            if self.command == "GET":
-                self.wfile.write(state.shared[: 64 * 1024])
-                state.release_shared.wait(60)
-                self.wfile.write(state.shared[64 * 1024 :])
+            self._gated(state.shared, state.release_shared)
 
         def _listed(self) -> None:
             wanted = self.path.rsplit("/", 1)[-1]

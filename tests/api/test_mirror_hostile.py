@@ -9,8 +9,9 @@ answer in memory or on disk than its limits allow.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,21 +234,43 @@ def test_a_blob_cached_and_listed_by_a_cached_manifest_needs_no_upstream(setup, 
     assert [r.content for r in pulled] == [config, layer]
 
 
-def test_a_download_under_way_is_no_proof_for_another_repository(setup, http):
-    held = setup.upstream.held
-    digest = sha256(held)
+def while_downloading(
+    setup: Setup,
+    behaviour: str,
+    data: bytes,
+    release: threading.Event,
+    ask: Callable[[], list[httpx.Response]],
+) -> tuple[bytes, list[httpx.Response]]:
+    """Pull `data` through `behaviour` and, while the upstream holds back all
+    but its first 64 KiB, make the requests `ask` makes; then let it finish.
+    The pull's body and the answers to `ask`."""
+    path = blob_path(behaviour, sha256(data))
     with (
         httpx.Client(base_url=setup.cache.url, timeout=30) as first,
-        first.stream("GET", blob_path("held", digest)) as downloading,
+        first.stream("GET", path) as downloading,
     ):
         assert downloading.status_code == 200
         chunks = downloading.iter_raw()
         body = next(chunks)
-        # `missing` has no such blob: asking for it there, in either
-        # worker, must not join the download under way.
-        joined = [http.get(blob_path("missing", digest)) for _ in range(6)]
-        setup.upstream.release_held.set()
+        answers = ask()
+        release.set()
         body += b"".join(chunks)
+    return body, answers
+
+
+def test_a_download_under_way_is_no_proof_for_another_repository(setup, http):
+    held = setup.upstream.held
+    digest = sha256(held)
+
+    # `missing` has no such blob: asking for it there, in either worker,
+    # must not join the download under way.
+    body, joined = while_downloading(
+        setup,
+        "held",
+        held,
+        setup.upstream.release_held,
+        lambda: [http.get(blob_path("missing", digest)) for _ in range(6)],
+    )
 
     assert body == held
     for response in joined:
@@ -258,18 +281,16 @@ def test_a_download_under_way_is_no_proof_for_another_repository(setup, http):
 def test_one_namespaces_quota_does_not_break_anothers_download(setup, http):
     shared = setup.upstream.shared
     digest = sha256(shared)
-    with (
-        httpx.Client(base_url=setup.cache.url, timeout=30) as first,
-        first.stream("GET", blob_path("shared", digest)) as downloading,
-    ):
-        assert downloading.status_code == 200
-        chunks = downloading.iter_raw()
-        body = next(chunks)
-        # quotaed has room for 1,000 bytes: its clients are refused, in
-        # either worker, and the download under way goes on.
-        over = [http.get(blob_path("shared", digest, "quotaed")) for _ in range(4)]
-        setup.upstream.release_shared.set()
-        body += b"".join(chunks)
+
+    # quotaed has room for 1,000 bytes: its clients are refused, in either
+    # worker, and the download under way goes on.
+    body, over = while_downloading(
+        setup,
+        "shared",
+        shared,
+        setup.upstream.release_shared,
+        lambda: [http.get(blob_path("shared", digest, "quotaed")) for _ in range(4)],
+    )
 
     assert body == shared
     for response in over:

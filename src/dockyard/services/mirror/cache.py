@@ -356,8 +356,6 @@ class PullThroughCache:
             # Another repository's download, perhaps from another upstream:
             # joined once this repository's upstream shows it has the blob.
             await self._upstream_has(route, digest)
-            if running.size is not None:
-                await self._registry.check_quota(route.repository, digest, running.size)
         fetch, started = self._fetcher.start(
             route.upstream, route.remote, route.repository, digest
         )
@@ -366,8 +364,8 @@ class PullThroughCache:
         await (self._counts.miss if started else self._counts.hit)(route.upstream)
         size = await fetch.wait_answer()
         if size is not None:
-            # Checked by the download before it began too, but not when it
-            # is another process's: this client is refused before any byte.
+            # Before any byte: whether it started the download, joined it, or
+            # follows another process's.
             await self._registry.check_quota(route.repository, digest, size)
         return size, fetch
 

@@ -25,7 +25,11 @@ from dockyard.core import errors
 from dockyard.core.digest import Digest, new_hasher
 from dockyard.core.ports import BlobStore
 from dockyard.core.registry import Registry
-from dockyard.services.mirror.upstream import Upstream, UpstreamFailed
+from dockyard.services.mirror.upstream import (
+    Upstream,
+    UpstreamFailed,
+    content_length,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +159,7 @@ class BlobFetcher:
                     # may have been another upstream's: the upstream shows
                     # that it has the blob too, unless it did already.
                     if not fetch.answered:
-                        found, _ = await upstream.blob_head(remote, fetch.digest)
-                        if not found:
-                            raise unknown_blob(fetch.digest, upstream, remote)
+                        await _upstream_size(upstream, remote, fetch.digest)
                     fetch.size = stored
                     async with blobs.collection_guard(exclusive=False):
                         await self._check_quotas(fetch, stored)
@@ -169,9 +171,7 @@ class BlobFetcher:
 
             # Another process is downloading: readers follow its staged file.
             if not fetch.answered:
-                found, fetch.size = await upstream.blob_head(remote, fetch.digest)
-                if not found:
-                    raise unknown_blob(fetch.digest, upstream, remote)
+                fetch.size = await _upstream_size(upstream, remote, fetch.digest)
                 fetch.answered = True
             fetch.changed()
             await asyncio.sleep(POLL_INTERVAL)
@@ -181,8 +181,7 @@ class BlobFetcher:
         async with upstream.blob(remote, fetch.digest) as response:
             if response.status_code == 404:
                 raise unknown_blob(fetch.digest, upstream, remote)
-            length = response.headers.get("content-length", "")
-            fetch.size = int(length) if length.isascii() and length.isdigit() else None
+            fetch.size = content_length(response)
             if fetch.size is not None:
                 if fetch.size > upstream.max_blob_bytes:
                     raise _too_long(fetch, upstream)
@@ -314,6 +313,14 @@ def unknown_blob(digest: Digest, upstream: Upstream, remote: str) -> errors.Blob
     return errors.BlobUnknown(
         f"blob {digest} is unknown to {upstream.describe()} in {remote}"
     )
+
+
+async def _upstream_size(upstream: Upstream, remote: str, digest: Digest) -> int | None:
+    """The blob's size if the upstream says; `BlobUnknown` if it lacks it."""
+    found, size = await upstream.blob_head(remote, digest)
+    if not found:
+        raise unknown_blob(digest, upstream, remote)
+    return size
 
 
 def _too_long(fetch: Fetch, upstream: Upstream) -> errors.UpstreamUnavailable:

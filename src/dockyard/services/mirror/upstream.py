@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 # Every manifest kind Dockyard stores, so that the upstream never converts.
 ACCEPT = ", ".join(sorted(MANIFEST_MEDIA_TYPES))
+_ACCEPT = {"Accept": ACCEPT}
 
 # `key="value"` or `key=token` pairs of a WWW-Authenticate challenge.
 _PARAM = re.compile(r'(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -142,7 +143,7 @@ class Upstream:
                 if response.status_code == 404:
                     return None
                 await self._check_streamed(response, what)
-                content = await _read_limited(response, limit)
+                content = await _read_limited(response, limit, self.describe())
             finally:
                 await response.aclose()
         if content is None:
@@ -161,7 +162,7 @@ class Upstream:
         if response.status_code == 404:
             return False, None
         self._check(response, body, what)
-        return True, _content_length(response)
+        return True, content_length(response)
 
     @asynccontextmanager
     async def blob(self, name: str, digest: Digest) -> AsyncIterator[httpx.Response]:
@@ -324,7 +325,7 @@ class Upstream:
         except UpstreamFailed as exc:
             raise UpstreamFailed(f"the login at {realm} failed: {exc}") from None
         try:
-            body = await _read_limited(response, SMALL_ANSWER)
+            body = await _read_limited(response, SMALL_ANSWER, self.describe())
         finally:
             await response.aclose()
         if response.status_code != 200:
@@ -339,10 +340,6 @@ class Upstream:
 
 def _pull(name: str) -> str:
     return f"repository:{name}:pull"
-
-
-# Every manifest kind Dockyard stores, so that the upstream never converts.
-_ACCEPT = {"Accept": ACCEPT}
 
 
 def _challenge_params(text: str) -> dict[str, str]:
@@ -376,12 +373,14 @@ def _encoded(response: httpx.Response) -> str | None:
     return None if encoding in ("", "identity") else encoding
 
 
-async def _read_limited(response: httpx.Response, limit: int) -> bytes | None:
+async def _read_limited(
+    response: httpx.Response, limit: int, upstream: str
+) -> bytes | None:
     """The whole body, or None if it runs past `limit` bytes."""
     encoding = _encoded(response)
     if encoding is not None:
         raise UpstreamFailed(
-            f"{response.url.host} sent a {encoding}-encoded answer, though asked "
+            f"{upstream} sent a {encoding}-encoded answer, though asked "
             "for none; Dockyard reads only uncompressed ones"
         )
     body = bytearray()
@@ -415,7 +414,8 @@ def _digest_header(response: httpx.Response) -> Digest | None:
         return None
 
 
-def _content_length(response: httpx.Response) -> int | None:
+def content_length(response: httpx.Response) -> int | None:
+    """The answer's Content-Length, None if it states none or a bad one."""
     value = response.headers.get("content-length", "")
     return int(value) if value.isascii() and value.isdigit() else None
 
