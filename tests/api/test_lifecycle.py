@@ -456,6 +456,33 @@ def test_run_expires_the_images_the_policy_selects(
     assert again["expired"] == []
 
 
+def test_run_holds_back_images_newer_than_the_grace_period(
+    registry: RunningServer, http: httpx.Client, ns: str
+) -> None:
+    repo = f"{ns}/app"
+    _, older = push_image(http, repo, "older")
+    _, newer = push_image(http, repo, "newer")
+    # A minute old: the older of the two, yet well within the hour's grace.
+    age(registry, repo, 1 / 1440, older)
+    put_policy(http, repo, KEEP_ONE)
+
+    first = cli_json(registry, "policy", "run")
+    text = dockyard(registry, "policy", "run")
+    tags_after_first = tags(http, repo)
+    second = cli_json(registry, "policy", "run", "--grace-period", "0")
+
+    [held] = [r for r in first if r["repository"] == repo]
+    assert held["expired"] == []
+    assert [entry["digest"] for entry in held["held"]] == [older]
+    assert f"held back: {repo}@{older[:19]} (older)" in text
+    assert tags_after_first == ["newer", "older"]
+    [result] = [r for r in second if r["repository"] == repo]
+    assert expired(result) == [(1, older)]
+    assert result["held"] == []
+    assert tags(http, repo) == ["newer"]
+    assert manifest_status(http, repo, newer) == 200
+
+
 def test_run_records_each_expiry_in_the_audit_log(
     registry: RunningServer, http: httpx.Client, aged: AgedRepository
 ) -> None:

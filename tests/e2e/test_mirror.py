@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -521,6 +522,74 @@ def test_wrong_password_is_named_on_an_uncached_pull(
     assert_names(error_message(refused), "wrong", locked.server.host)
     # The upstream's answer to the login, so the fix (the password) is plain.
     assert "401" in error_message(refused), refused.text
+
+
+# Lifecycle policies and garbage collection
+
+
+# Keep the newest image of each repository; expire every older one.
+KEEP_NEWEST = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "selection": {
+                "tagStatus": "any",
+                "countType": "imageCountMoreThan",
+                "countNumber": 1,
+            },
+            "action": {"type": "expire"},
+        }
+    ]
+}
+
+
+def run_json(running: Cache, *args: str) -> Any:
+    result = running.cli(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def blob_gets(registry: Distribution, repo: str, digests: set[str]) -> list[int]:
+    """How many times each of `digests` (sorted) was fetched from REPO so far."""
+    uris = registry.requests("GET", f"/v2/{repo}/blobs/")
+    fetched = Counter(uri.rsplit("/", 1)[1] for uri in uris)
+    return [fetched[digest] for digest in sorted(digests)]
+
+
+def test_cached_images_expire_and_are_collected_like_any_other(
+    tmp_path: Path, images: Path, seeder: Clients, clients: Clients
+) -> None:
+    repo = "library/expiring"
+    debian, pyapp = images / "debian", images / "pyapp"
+    only_debian = set(blobs_of(debian, BOOKWORM)) - set(blobs_of(pyapp, PYAPP_TAG))
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(KEEP_NEWEST))
+    with start_distribution(tmp_path / "remote") as registry:
+        copy_into(seeder, registry.host, debian, BOOKWORM, repo)
+        copy_into(seeder, registry.host, pyapp, PYAPP_TAG, repo)
+        with start_cache(tmp_path / "cache", [upstream(registry.url)]) as running:
+            cached = f"upstream/{repo}"
+            pull(clients, running.host, cached, BOOKWORM, tmp_path / "old")
+            pull(clients, running.host, cached, PYAPP_TAG, tmp_path / "new")
+            put = running.cli("policy", "put", cached, "--file", str(policy))
+            # Just cached, both images are within the grace period.
+            expired = run_json(running, "policy", "run", "--grace-period", "0")
+            collected = run_json(running, "gc", "--grace-period", "0")
+            with running.client() as http:
+                tags = http.get(f"/v2/{cached}/tags/list").json()["tags"]
+            before = blob_gets(registry, repo, only_debian)
+            again = pull(clients, running.host, cached, BOOKWORM, tmp_path / "again")
+            after = blob_gets(registry, repo, only_debian)
+
+    assert put.returncode == 0, put.stderr
+    [evaluation] = expired
+    assert [image["tags"] for image in evaluation["expired"]] == [[BOOKWORM]]
+    assert tags == [PYAPP_TAG]
+    assert only_debian <= {blob["digest"] for blob in collected["blobs"]}
+    # Gone from the cache, the image is fetched from the upstream again.
+    assert again == tagged_digest(debian, BOOKWORM)
+    assert before == [1] * len(only_debian)
+    assert after == [2] * len(only_debian)
 
 
 # `dockyard upstream list`

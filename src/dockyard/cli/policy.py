@@ -27,9 +27,11 @@ from dockyard.services.lifecycle.runner import (
 
 
 def _lifecycle(
-    config_file: Path | None, data_dir: Path | None
+    config_file: Path | None,
+    data_dir: Path | None,
+    gc_overrides: dict[str, int] | None = None,
 ) -> tuple[LifecycleRunner, LifecycleStore]:
-    config = load(config_file, data_dir=data_dir)
+    config = load(config_file, data_dir=data_dir, gc=gc_overrides)
     registry = open_registry(config)
     assert isinstance(registry.metadata, SqlMetadataStore)
     return build_lifecycle(config, registry), LifecycleStore(registry.metadata)
@@ -142,12 +144,29 @@ def policy_preview(
 
 @policy.command("run")
 @config_options
+@click.option(
+    "--grace-period",
+    type=click.IntRange(min=0),
+    help="Seconds a new image is held back [config gc.grace_period, 3600].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def policy_run(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None:
-    """Expire what the policies select, now; garbage collection frees the bytes."""
-    runner, _ = _lifecycle(config_file, data_dir)
+def policy_run(
+    config_file: Path | None,
+    data_dir: Path | None,
+    grace_period: int | None,
+    as_json: bool,
+) -> None:
+    """Expire what the policies select, now; garbage collection frees the bytes.
+
+    Images pushed or cached within the grace period are held back, and listed
+    as such.
+    """
+    overrides = None if grace_period is None else {"grace_period": grace_period}
+    runner, _ = _lifecycle(config_file, data_dir, overrides)
     results = anyio.run(runner.run, f"cli:{getpass.getuser()}")
     _show(results, as_json, "expired")
+    if not as_json:
+        _show_held(results)
 
 
 def _show(results: list[RepositoryEvaluation], as_json: bool, verb: str) -> None:
@@ -174,3 +193,14 @@ def _show(results: list[RepositoryEvaluation], as_json: bool, verb: str) -> None
     Console().print(table)
     count = sum(len(result.evaluation.expiries) for result in results)
     click.echo(f"{verb} {count} images, {total} bytes")
+
+
+def _show_held(results: list[RepositoryEvaluation]) -> None:
+    for result in results:
+        for expiry in result.held:
+            click.echo(
+                f"held back: {result.repository}@{expiry.image.digest[:19]} "
+                f"({', '.join(expiry.image.tags) or 'untagged'}), pushed "
+                f"{expiry.image.pushed_at.isoformat(timespec='seconds')}: newer "
+                "than the grace period (see --grace-period), or retagged meanwhile"
+            )

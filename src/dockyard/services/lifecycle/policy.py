@@ -32,8 +32,8 @@ images of one repository and applies the expiries it gets back.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -669,6 +669,18 @@ class Evaluation:
     @property
     def bytes_freed(self) -> int:
         return sum(outcome.bytes_freed for outcome in self.outcomes)
+
+    def limited_to(self, digests: Set[str]) -> Evaluation:
+        """The same verdict, expiring only the images among `digests`."""
+        return Evaluation(
+            tuple(
+                replace(
+                    outcome,
+                    expired=tuple(i for i in outcome.expired if i.digest in digests),
+                )
+                for outcome in self.outcomes
+            )
+        )
 
 
 def evaluate(policy: Policy, images: Iterable[Image], now: datetime) -> Evaluation:

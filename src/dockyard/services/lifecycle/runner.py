@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import anyio.to_thread
@@ -28,6 +28,7 @@ from dockyard.services.auth.permissions import pattern_covers
 from dockyard.services.gc import reach
 from dockyard.services.lifecycle.policy import (
     Evaluation,
+    Expiry,
     Image,
     Policy,
     PolicyInvalid,
@@ -43,23 +44,28 @@ class RepositoryEvaluation:
     repository: str
     target: str
     evaluation: Evaluation
+    # After a run: images the policy chose that were left in place, being
+    # younger than the grace period or retagged since they were chosen.
+    held: tuple[Expiry, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
             "repository": self.repository,
             "policy": self.target,
             "bytes": self.evaluation.bytes_freed,
-            "expired": [
-                {
-                    "digest": expiry.image.digest,
-                    "tags": list(expiry.image.tags),
-                    "pushed_at": expiry.image.pushed_at.isoformat(),
-                    "rule": expiry.rule_priority,
-                    "size": expiry.image.size,
-                }
-                for expiry in self.evaluation.expiries
-            ],
+            "expired": [_expiry_json(e) for e in self.evaluation.expiries],
+            "held": [_expiry_json(e) for e in self.held],
         }
+
+
+def _expiry_json(expiry: Expiry) -> dict[str, object]:
+    return {
+        "digest": expiry.image.digest,
+        "tags": list(expiry.image.tags),
+        "pushed_at": expiry.image.pushed_at.isoformat(),
+        "rule": expiry.rule_priority,
+        "size": expiry.image.size,
+    }
 
 
 _TARGET = re.compile(r"^[a-z0-9][a-z0-9._/*?-]{0,254}$")
@@ -137,24 +143,35 @@ class LifecycleRunner:
         return results
 
     async def run(self, actor: str = "lifecycle") -> list[RepositoryEvaluation]:
-        results = await self.preview()
-        for result in results:
-            if not result.evaluation.expiries:
-                continue
-            await self._apply(result, actor)
+        """Expire what the policies choose; the results say what went and
+        what was held back."""
+        results = []
+        for result in await self.preview():
+            if result.evaluation.expiries:
+                result = await self._apply(result, actor)
+            results.append(result)
         return results
 
-    async def _apply(self, result: RepositoryEvaluation, actor: str) -> None:
+    async def _apply(
+        self, result: RepositoryEvaluation, actor: str
+    ) -> RepositoryEvaluation:
         cutoff = datetime.now(UTC) - self._grace
         rows = await self._collection.repository_manifests(result.repository)
         expired = set()
         for expiry in result.evaluation.expiries:
             if await self._expire(result, expiry.image, expiry.rule_priority, actor):
                 expired.add(expiry.image.digest)
+
         needed = still_needed(rows, expired, cutoff)
         orphans = [r for r in descendants(rows, expired) if r.digest not in needed]
         for row in orphans:
             await self._collection.delete_untagged(row.id, cutoff)
+
+        chosen = result.evaluation.expiries
+        held = tuple(e for e in chosen if e.image.digest not in expired)
+        return replace(
+            result, evaluation=result.evaluation.limited_to(expired), held=held
+        )
 
     async def _policies(self) -> dict[str, Policy]:
         """The stored policies that still read; one that does not (stored
