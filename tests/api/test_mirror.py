@@ -9,6 +9,7 @@ are no blob's (`lying`).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -73,7 +74,9 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         start_distribution(workdir) as remote,
         answering(503) as broken,
         answering(429, {"Retry-After": "30"}) as busy,
-        answering(200, body=b"not the blob you asked for\n" * 1000) as lying,
+        # 21.6 MB: more than the first 16 MiB the cache checks before it
+        # answers, so the wrong bytes are found with the answer under way.
+        answering(200, body=b"not the blob you asked for\n" * 800_000) as lying,
     ):
         image = push_small_image(remote)
         hosts = {
@@ -222,7 +225,7 @@ def test_rate_limited_upstream_is_too_many_requests(
 
 
 def test_blob_that_does_not_match_its_digest_is_not_kept(
-    http: httpx.Client, upstreams: Upstreams
+    http: httpx.Client, upstreams: Upstreams, cache: Cache
 ) -> None:
     digest = sha256(b"the blob the client wants")
     path = f"/v2/lying/{REPO}/blobs/{digest}"
@@ -233,6 +236,31 @@ def test_blob_that_does_not_match_its_digest_is_not_kept(
     asked = [r for r in upstreams.lying.seen if r == f"GET /v2/{REPO}/blobs/{digest}"]
     # Asked again the second time: the wrong bytes were not kept.
     assert len(asked) >= 2, upstreams.lying.seen
+    # A cut answer is one warning and an access line that says so; no
+    # traceback. (The second answer may be a 502 if the wrong bytes are all
+    # in before the client's first.)
+    accesses = access_lines(cache, path, 2)
+    cut = [line for line in accesses if line.endswith(" broken off")]
+    warnings = [line for line in log_lines(cache, path) if "answer broken off:" in line]
+    assert cut and len(warnings) == len(cut), accesses
+    assert all("not blob" in w and "nothing was kept" in w for w in warnings)
+    assert "Traceback" not in cache.server.log()
+
+
+def log_lines(cache: Cache, needle: str) -> list[str]:
+    return [line for line in cache.server.log().splitlines() if needle in line]
+
+
+def access_lines(cache: Cache, path: str, count: int) -> list[str]:
+    """The access lines of `path`, once there are `count` (each is written
+    after its answer)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in log_lines(cache, path) if "dockyard.access" in line]
+        if len(lines) >= count:
+            return lines
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.05)
 
 
 def complete_body(http: httpx.Client, path: str) -> bytes | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -125,6 +127,38 @@ def test_json_access_log_carries_fields(tmp_path, repo):
     assert isinstance(pull["duration_ms"], float)
     pushes = [r for r in records if r.get("method") == "POST"]
     assert pushes and pushes[0]["bytes_in"] == len(data)
+
+
+def test_access_log_tells_a_pull_broken_off_by_its_client(tmp_path, repo):
+    data = os.urandom(64 << 20)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    server = launch(tmp_path / "data", args=["--workers", "1", "--log-format", "json"])
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            pushed = http.post(
+                f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, content=data
+            )
+            assert pushed.status_code == 201, pushed.text
+            with http.stream("GET", f"/v2/{repo}/blobs/{digest}") as response:
+                next(response.iter_raw(1 << 20))
+            # Gone before the body ended; then one pull to the end.
+            whole = http.get(f"/v2/{repo}/blobs/{digest}")
+        _find_line(server, '"bytes_out": 67108864')
+    finally:
+        server.stop()
+
+    records = [
+        json.loads(line) for line in server.log().splitlines() if line.startswith("{")
+    ]
+    pulls = [r for r in records if r.get("method") == "GET" and digest in r["path"]]
+    assert whole.content == data
+    assert [r["status"] for r in pulls] == [200, 200]
+    broken, finished = sorted(pulls, key=lambda r: r["bytes_out"])
+    assert broken["broken_off"] is True
+    assert broken["bytes_out"] < len(data)
+    assert finished["broken_off"] is False
+    assert finished["bytes_out"] == len(data)
+    assert "Traceback" not in server.log()
 
 
 def _find_line(server, needle: str, timeout: float = 10.0) -> str:

@@ -8,9 +8,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dockyard.core.errors import RegistryError
 from dockyard.logs import ACCESS_LOGGER
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
+logger = logging.getLogger(__name__)
 
 _VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
 
@@ -27,7 +29,13 @@ class AccessLog:
             return
 
         started = time.perf_counter()
-        line: dict[str, Any] = {"status": 0, "bytes_in": 0, "declared": None, "sent": 0}
+        line: dict[str, Any] = {
+            "status": 0,
+            "bytes_in": 0,
+            "declared": None,
+            "sent": 0,
+            "complete": False,
+        }
 
         async def counting_receive() -> Message:
             message = await receive()
@@ -41,12 +49,32 @@ class AccessLog:
                 line["declared"] = _content_length(message["headers"])
             elif message["type"] == "http.response.body":
                 line["sent"] += len(message.get("body", b""))
+                line["complete"] = not message.get("more_body", False)
+            elif message["type"] == "http.response.pathsend":
+                # The server sends the file; its length is the declared one.
+                line["sent"] = line["declared"] or 0
+                line["complete"] = True
             await send(message)
 
         try:
             await self.app(scope, counting_receive, counting_send)
+        except Exception as exc:
+            if not line["status"] or line["complete"]:
+                raise
+            # Returning with the body unfinished makes the server close the
+            # connection short of the promised length, which the client sees
+            # as the failure it is; raising would only add a traceback.
+            _broken_off(scope, exc)
         finally:
             _log(scope, line, time.perf_counter() - started)
+
+
+def _broken_off(scope: Scope, exc: Exception) -> None:
+    where = f"{scope['method']} {scope['path']}"
+    if isinstance(exc, RegistryError):
+        logger.warning("%s: answer broken off: %s", where, exc.message)
+    else:
+        logger.exception("%s: answer broken off by an unexpected error", where)
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -60,9 +88,9 @@ def _log(scope: Scope, line: dict[str, Any], seconds: float) -> None:
     fields = scope.get("dockyard.log", {})
     client = scope.get("client")
     method = scope["method"]
-    bytes_out = line["sent"] if line["declared"] is None else line["declared"]
-    if method == "HEAD":
-        bytes_out = 0
+    bytes_out = 0 if method == "HEAD" else line["sent"]
+    # Cut short by an error or by a client that went away.
+    broken_off = method != "HEAD" and bool(line["status"]) and not line["complete"]
     extra = {
         "method": method,
         "path": scope["path"],
@@ -73,9 +101,10 @@ def _log(scope: Scope, line: dict[str, Any], seconds: float) -> None:
         "bytes_out": bytes_out,
         "duration_ms": round(seconds * 1000, 1),
         "client": client[0] if client else None,
+        "broken_off": broken_off,
     }
     access_logger.info(
-        '%s "%s %s" %s repository=%s in=%d out=%d %.1fms',
+        '%s "%s %s" %s repository=%s in=%d out=%d %.1fms%s',
         extra["client"],
         method,
         scope["path"],
@@ -84,5 +113,6 @@ def _log(scope: Scope, line: dict[str, Any], seconds: float) -> None:
         extra["bytes_in"],
         bytes_out,
         extra["duration_ms"],
+        " broken off" if broken_off else "",
         extra=extra,
     )
