@@ -304,6 +304,9 @@ class Hostile:
     # `shared` likewise.
     release_shared: threading.Event = field(default_factory=threading.Event)
     shared: bytes = field(default_factory=lambda: os.urandom(MEBIBYTE))
+    # Set to make `silenced` take requests and never answer them.
+    silence: threading.Event = field(default_factory=threading.Event)
+    stopped: threading.Event = field(default_factory=threading.Event)
 
     @property
     def digest(self) -> str:
@@ -327,6 +330,8 @@ def hostile() -> Iterator[Hostile]:
     - `listed/`: the blobs of that manifest;
     - `held/`: as `slow` with a blob of its own, `held`, released by
       `release_held`; `shared/` likewise, with `shared` and `release_shared`;
+    - `silenced/`: as `listing/` until `silence` is set, then no answer at
+      all, as from behind a firewall that drops packets;
     - anything else: 404.
     """
     blob = os.urandom(MEBIBYTE)
@@ -456,6 +461,12 @@ def hostile() -> Iterator[Hostile]:
             if self.command == "GET":
                 self.wfile.write(HOSTILE_MANIFEST)
 
+        def _silenced(self) -> None:
+            if state.silence.is_set():
+                state.stopped.wait(120)
+                return
+            self._listing()
+
         def _listing(self) -> None:
             manifest = state.listed[0]
             if "/blobs/" in self.path:
@@ -489,4 +500,5 @@ def hostile() -> Iterator[Hostile]:
             state.release.set()
             state.release_held.set()
             state.release_shared.set()
+            state.stopped.set()
             http.shutdown()

@@ -40,6 +40,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             upstream(server.url, name="hostile", **options),
             upstream(server.url, name="quotaed", **options),
             upstream(server.url, name="counted", **options),
+            # Each left alone after its timeouts, the others still asked.
+            upstream(server.url, name="timedout", **options),
+            upstream(server.url, name="silent", **options),
         ]
         with start_cache(tmp_path_factory.mktemp("cache"), entries) as cache:
             result = cache.cli("quota", "quotaed", "1000")
@@ -84,11 +87,35 @@ def test_an_endless_error_answer_is_read_no_further_than_its_start(setup, http):
 
 def test_an_answer_dripping_in_byte_by_byte_meets_the_timeout(setup, http):
     started = time.monotonic()
-    response = http.get("/v2/hostile/drip/app/manifests/v1")
+    response = http.get("/v2/timedout/drip/app/manifests/v1")
 
     assert_error(response, 502, UPSTREAM_FAILED)
     assert f"took over {TIMEOUT} s" in message(response)
     assert time.monotonic() - started < 20
+
+
+def test_an_upstream_gone_silent_costs_one_timeout_then_none(setup, http):
+    path = "/v2/silent/silenced/app/manifests/v1"
+    cached = http.get(path)
+    setup.upstream.silence.set()
+    # Past the tag's time to live: the next GET asks the upstream first.
+    time.sleep(2.5)
+
+    started = time.monotonic()
+    first = http.get(path)
+    first_took = time.monotonic() - started
+    started = time.monotonic()
+    # On the same connection, so the same server worker.
+    later = [http.get(path) for _ in range(3)]
+    later_took = time.monotonic() - started
+
+    assert cached.status_code == 200, cached.text
+    assert first.content == cached.content
+    assert all(response.content == cached.content for response in later)
+    assert TIMEOUT <= first_took < TIMEOUT + 5
+    assert later_took < 1
+    log = setup.cache.server.log()
+    assert "did not answer within 2 s; not asked again for as long" in log
 
 
 def test_an_endless_blob_is_cut_off_at_the_limit_and_not_kept(setup, http):

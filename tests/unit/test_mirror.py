@@ -1,9 +1,12 @@
 """Routing to pull-through caches, and reading an upstream's login answers."""
 
+import asyncio
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -233,3 +236,39 @@ async def test_a_reader_given_the_right_bytes_gets_the_whole_blob(tmp_path):
     received, good = await _read_across_two_downloads(tmp_path, right)
 
     assert received == good
+
+
+class _Silent(httpx.AsyncBaseTransport):
+    """An upstream that takes every request and never answers, as one behind
+    a firewall that drops packets; counts what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.asked += 1
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+async def test_an_upstream_that_never_answers_is_left_alone_for_its_timeout():
+    settings = {"name": "hub", "url": "https://registry.example", "timeout": 0.3}
+    silent = _Silent()
+    upstream = Upstream(Config(upstreams=[settings]).upstreams[0], silent)
+    digest = Digest.of(b"layer")
+
+    started = time.monotonic()
+    with pytest.raises(UpstreamFailed, match="took over 0.3 s"):
+        await upstream.head_manifest("library/debian", "bookworm")
+    waited = time.monotonic() - started
+    with pytest.raises(UpstreamFailed, match="not asking it for blob"):
+        await upstream.blob_head("library/debian", digest)
+    asked_while_quiet = silent.asked
+    await asyncio.sleep(0.4)
+    with pytest.raises(UpstreamFailed, match="took over"):
+        await upstream.blob_head("library/debian", digest)
+
+    assert waited >= 0.3
+    assert asked_while_quiet == 1
+    assert silent.asked == 2
+    await upstream.close()

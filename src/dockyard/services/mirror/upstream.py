@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from collections import OrderedDict
@@ -98,6 +99,10 @@ class Upstream:
         )
         # Tokens by scope, the most recently used last.
         self._tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # An upstream that left a request unanswered is not asked again
+        # before this (monotonic) time: one that drops every packet would
+        # otherwise cost each request, even for cached content, a timeout.
+        self._quiet_until = 0.0
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -222,11 +227,14 @@ class Upstream:
     async def _deadline(self, what: str) -> AsyncIterator[None]:
         """At most `timeout` seconds in all: the client's own timeout counts
         only the wait for each next piece, which an upstream sending a byte
-        at a time would never exceed."""
+        at a time would never exceed. After a timeout, the upstream is left
+        alone for as long."""
+        self._check_not_quiet(what)
         try:
             async with asyncio.timeout(self._timeout):
                 yield
-        except TimeoutError:
+        except (TimeoutError, httpx.TimeoutException):
+            self._fall_quiet()
             raise UpstreamFailed(
                 f"{self.describe()} took over {self._timeout:g} s to answer {what}"
             ) from None
@@ -234,6 +242,24 @@ class Upstream:
             raise UpstreamFailed(
                 f"{self.describe()} broke off its answer to {what}: {_reason(exc)}"
             ) from None
+
+    def _check_not_quiet(self, what: str) -> None:
+        left = self._quiet_until - time.monotonic()
+        if left > 0:
+            raise UpstreamFailed(
+                f"{self.describe()} left a request unanswered for "
+                f"{self._timeout:g} s; not asking it for {what} for another "
+                f"{math.ceil(left)} s"
+            )
+
+    def _fall_quiet(self) -> None:
+        if self._quiet_until <= time.monotonic():
+            logger.warning(
+                "%s did not answer within %g s; not asked again for as long",
+                self.describe(),
+                self._timeout,
+            )
+        self._quiet_until = time.monotonic() + self._timeout
 
     # Sending, with the upstream's login
 
