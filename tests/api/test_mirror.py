@@ -104,16 +104,16 @@ def http(cache: Cache) -> Iterator[httpx.Client]:
         yield client
 
 
-def push_small_image(remote: Distribution) -> Image:
+def push_small_image(remote: Distribution, repo: str = REPO, tag: str = TAG) -> Image:
     config = to_bytes({"architecture": "amd64", "os": "linux"})
     layer = random_bytes(4096)
-    push_blob(remote.url, REPO, config)
-    push_blob(remote.url, REPO, layer)
+    push_blob(remote.url, repo, config)
+    push_blob(remote.url, repo, layer)
     manifest = oci_manifest(
         descriptor(OCI_CONFIG, config), [descriptor(OCI_LAYER, layer)]
     )
     response = httpx.put(
-        f"{remote.url}/v2/{REPO}/manifests/{TAG}",
+        f"{remote.url}/v2/{repo}/manifests/{tag}",
         content=manifest,
         headers={"Content-Type": OCI_MANIFEST},
     )
@@ -222,6 +222,34 @@ def test_rate_limited_upstream_is_too_many_requests(
 
     assert_error(response, 429, "TOOMANYREQUESTS")
     assert_names_upstream(response, "busy", upstreams.hosts["busy"])
+
+
+def test_a_tag_the_upstream_deleted_leaves_the_cache_after_its_ttl(
+    http: httpx.Client, upstreams: Upstreams
+) -> None:
+    repo = "library/untagged-upstream"
+    push_small_image(upstreams.remote, repo, "kept")
+    gone = push_small_image(upstreams.remote, repo, "gone")
+    gone_digest = sha256(gone.manifest)
+    cached = [http.get(f"/v2/origin/{repo}/manifests/{tag}") for tag in TAGS]
+
+    deleted = httpx.delete(f"{upstreams.remote.url}/v2/{repo}/manifests/{gone_digest}")
+    # Past the tags' time to live (2 s): the next GETs ask the upstream.
+    time.sleep(2.5)
+    after = {tag: http.get(f"/v2/origin/{repo}/manifests/{tag}") for tag in TAGS}
+    tags = http.get(f"/v2/origin/{repo}/tags/list")
+    by_digest = http.get(f"/v2/origin/{repo}/manifests/{gone_digest}")
+
+    assert [response.status_code for response in cached] == [200, 200]
+    assert deleted.status_code == 202, deleted.text
+    assert after["kept"].status_code == 200
+    assert_error(after["gone"], 404, "MANIFEST_UNKNOWN")
+    assert tags.json()["tags"] == ["kept"]
+    # The manifest itself stays, by digest, until GC or a policy removes it.
+    assert by_digest.content == gone.manifest
+
+
+TAGS = ("kept", "gone")
 
 
 def test_blob_that_does_not_match_its_digest_is_not_kept(

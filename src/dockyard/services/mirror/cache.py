@@ -236,6 +236,8 @@ class PullThroughCache:
         except UpstreamFailed as exc:
             return await self._instead(route, f"tag {tag}", exc, cached)
         if not found:
+            if cached is not None:
+                await self._forget_tag(route, tag)
             raise errors.ManifestUnknown(
                 f"manifest {tag} is unknown to {route.upstream.describe()} "
                 f"as {route.remote}:{tag}"
@@ -245,6 +247,19 @@ class PullThroughCache:
             await self._counts.hit(route.upstream)
             return cached
         return await self._fetch_manifest(route, tag, cached)
+
+    async def _forget_tag(self, route: Route, tag: str) -> None:
+        """Untag what the upstream untagged: the cache's tag list follows the
+        upstream's, and the manifest, by digest, stays until GC or a policy
+        removes it."""
+        self._confirmed.pop((route.repository, tag), None)
+        if await self._registry.metadata.delete_tag(route.repository, tag):
+            logger.info(
+                "untagged %s:%s: %s no longer has it",
+                route.repository,
+                tag,
+                route.upstream.describe(),
+            )
 
     async def _fetch_manifest(
         self,
