@@ -466,15 +466,21 @@ def test_run_holds_back_images_newer_than_the_grace_period(
     age(registry, repo, 1 / 1440, older)
     put_policy(http, repo, KEEP_ONE)
 
+    [preview] = api_preview(http, repo)
+    previewed = dockyard(registry, "policy", "preview", repo)
     first = cli_json(registry, "policy", "run")
     text = dockyard(registry, "policy", "run")
     tags_after_first = tags(http, repo)
     second = cli_json(registry, "policy", "run", "--grace-period", "0")
 
     [held] = [r for r in first if r["repository"] == repo]
-    assert held["expired"] == []
-    assert [entry["digest"] for entry in held["held"]] == [older]
-    assert f"held back: {repo}@{older[:19]} (older)" in text
+    assert preview["expired"] == held["expired"] == []
+    assert [e["digest"] for e in preview["held"]] == [older]
+    assert [e["digest"] for e in held["held"]] == [older]
+    assert held["held"][0]["reason"] == "pushed within the grace period"
+    line = f"held back: {repo}@{older[:19]} (older)"
+    assert line in previewed and line in text
+    assert "pushed within the grace period (3600 s; see --grace-period)" in text
     assert tags_after_first == ["newer", "older"]
     [result] = [r for r in second if r["repository"] == repo]
     assert expired(result) == [(1, older)]
@@ -570,11 +576,12 @@ def test_since_image_pulled_counts_from_the_recorded_pull(
     _, pulled = push_image(http, repo, "pulled")
     _, checked = push_image(http, repo, "checked")
     _, recent = push_image(http, repo, "recent")
-    age(registry, repo, 31, pulled)
-    age(registry, repo, 30, checked)
     put_policy(http, repo, UNPULLED_WEEK)
     http.get(f"/v2/{repo}/manifests/{pulled}")
     http.head(f"/v2/{repo}/manifests/checked")
+    # Aged after the HEAD, which counts as a push for the grace period.
+    age(registry, repo, 31, pulled)
+    age(registry, repo, 30, checked)
 
     [now] = api_preview(http, repo)
     set_time(registry, repo, pulled, "last_pulled_at", 10)

@@ -20,6 +20,7 @@ from dockyard.metadata.collection import LifecycleStore
 from dockyard.metadata.store import SqlMetadataStore
 from dockyard.services.lifecycle import PolicyInvalid, parse_policy
 from dockyard.services.lifecycle.runner import (
+    PUSHED_LATELY,
     LifecycleRunner,
     RepositoryEvaluation,
     check_target,
@@ -117,17 +118,27 @@ def policy_delete(config_file: Path | None, data_dir: Path | None, target: str) 
     click.echo(f"removed the policy for {target}")
 
 
+_grace_option = click.option(
+    "--grace-period",
+    type=click.IntRange(min=0),
+    help="Seconds a new image is held back [config gc.grace_period, 3600].",
+)
+
+
 @policy.command("preview")
 @config_options
 @click.argument("repository", required=False)
+@_grace_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def policy_preview(
     config_file: Path | None,
     data_dir: Path | None,
     repository: str | None,
+    grace_period: int | None,
     as_json: bool,
 ) -> None:
-    """Show what the policies would expire now, by rule, with the bytes freed.
+    """Show what the policies would expire now, by rule, with the bytes freed,
+    and what they hold back for being pushed within the grace period.
 
     Sizes count each image's blobs in full; blobs shared with images that stay
     are not freed, so the total is an upper bound.
@@ -137,18 +148,16 @@ def policy_preview(
             check_name(repository)
         except RegistryError as exc:
             _fail(exc.message)
-    runner, _ = _lifecycle(config_file, data_dir)
+    runner, _ = _lifecycle(config_file, data_dir, _grace(grace_period))
     results = anyio.run(runner.preview, repository)
     _show(results, as_json, "would expire")
+    if not as_json:
+        _show_held(results, runner.grace_seconds)
 
 
 @policy.command("run")
 @config_options
-@click.option(
-    "--grace-period",
-    type=click.IntRange(min=0),
-    help="Seconds a new image is held back [config gc.grace_period, 3600].",
-)
+@_grace_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def policy_run(
     config_file: Path | None,
@@ -161,12 +170,15 @@ def policy_run(
     Images pushed or cached within the grace period are held back, and listed
     as such.
     """
-    overrides = None if grace_period is None else {"grace_period": grace_period}
-    runner, _ = _lifecycle(config_file, data_dir, overrides)
+    runner, _ = _lifecycle(config_file, data_dir, _grace(grace_period))
     results = anyio.run(runner.run, f"cli:{getpass.getuser()}")
     _show(results, as_json, "expired")
     if not as_json:
-        _show_held(results)
+        _show_held(results, runner.grace_seconds)
+
+
+def _grace(seconds: int | None) -> dict[str, int] | None:
+    return None if seconds is None else {"grace_period": seconds}
 
 
 def _show(results: list[RepositoryEvaluation], as_json: bool, verb: str) -> None:
@@ -195,12 +207,15 @@ def _show(results: list[RepositoryEvaluation], as_json: bool, verb: str) -> None
     click.echo(f"{verb} {count} images, {total} bytes")
 
 
-def _show_held(results: list[RepositoryEvaluation]) -> None:
+def _show_held(results: list[RepositoryEvaluation], grace: int) -> None:
     for result in results:
-        for expiry in result.held:
+        for held in result.held:
+            image = held.expiry.image
+            reason = held.reason
+            if reason == PUSHED_LATELY:
+                reason += f" ({grace} s; see --grace-period)"
             click.echo(
-                f"held back: {result.repository}@{expiry.image.digest[:19]} "
-                f"({', '.join(expiry.image.tags) or 'untagged'}), pushed "
-                f"{expiry.image.pushed_at.isoformat(timespec='seconds')}: newer "
-                "than the grace period (see --grace-period), or retagged meanwhile"
+                f"held back: {result.repository}@{image.digest[:19]} "
+                f"({', '.join(image.tags) or 'untagged'}), pushed "
+                f"{image.pushed_at.isoformat(timespec='seconds')}: {reason}"
             )

@@ -226,6 +226,8 @@ class ImageRow:
     pushed_at: datetime
     last_pulled_at: datetime | None
     size: int
+    # Pushed again (or cached again) since; the grace period counts from it.
+    last_pushed_at: datetime
 
 
 class LifecycleStore:
@@ -272,6 +274,7 @@ class LifecycleStore:
                     manifests.c.subject,
                     manifests.c.pushed_at,
                     manifests.c.last_pulled_at,
+                    _LAST_PUSHED.label("last_pushed_at"),
                 )
                 .join(repositories, repositories.c.id == manifests.c.repository_id)
                 .where(repositories.c.name == repository)
@@ -323,6 +326,7 @@ def _top_level(
             utc(row.pushed_at),
             utc(row.last_pulled_at) if row.last_pulled_at else None,
             int(sizes.get(row.id) or 0) + child_sizes.get(row.id, 0),
+            utc(row.last_pushed_at),
         )
         for row in rows
         if row.digest not in listed and row.subject is None

@@ -22,7 +22,12 @@ import anyio.to_thread
 
 from dockyard.core.errors import NameInvalid
 from dockyard.core.registry import Registry
-from dockyard.metadata.collection import CollectionStore, LifecycleStore, ManifestRow
+from dockyard.metadata.collection import (
+    CollectionStore,
+    ImageRow,
+    LifecycleStore,
+    ManifestRow,
+)
 from dockyard.services.audit import Auditor
 from dockyard.services.auth.permissions import pattern_covers
 from dockyard.services.gc import reach
@@ -39,14 +44,25 @@ from dockyard.services.lifecycle.policy import (
 logger = logging.getLogger(__name__)
 
 
+# Why an image the policy chose is left in place.
+PUSHED_LATELY = "pushed within the grace period"
+CHANGED = "retagged, pushed again or listed by an index since it was chosen"
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    expiry: Expiry
+    reason: str
+
+
 @dataclass(frozen=True, slots=True)
 class RepositoryEvaluation:
     repository: str
     target: str
+    # What expires (or, run, expired).
     evaluation: Evaluation
-    # After a run: images the policy chose that were left in place, being
-    # younger than the grace period or retagged since they were chosen.
-    held: tuple[Expiry, ...] = ()
+    # What the policy chose but leaves in place.
+    held: tuple[Held, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -54,7 +70,10 @@ class RepositoryEvaluation:
             "policy": self.target,
             "bytes": self.evaluation.bytes_freed,
             "expired": [_expiry_json(e) for e in self.evaluation.expiries],
-            "held": [_expiry_json(e) for e in self.held],
+            "held": [
+                {**_expiry_json(held.expiry), "reason": held.reason}
+                for held in self.held
+            ],
         }
 
 
@@ -119,10 +138,15 @@ class LifecycleRunner:
         self.auditor = auditor
         self._grace = grace
 
+    @property
+    def grace_seconds(self) -> int:
+        return int(self._grace.total_seconds())
+
     async def preview(
         self, repository: str | None = None
     ) -> list[RepositoryEvaluation]:
-        """What every policy (or the one governing `repository`) would expire."""
+        """What every policy (or the one governing `repository`) would expire
+        now, and what it chose but holds back for the grace period."""
         policies = await self._policies()
         names = [repository] if repository else await self._store.repositories()
         results = []
@@ -130,7 +154,11 @@ class LifecycleRunner:
             target = governing_target(list(policies), name)
             if target is None:
                 continue
-            images = await self._images(name)
+            rows = await self._store.images(name)
+            images = [
+                Image(row.digest, row.tags, row.pushed_at, row.last_pulled_at, row.size)
+                for row in rows
+            ]
             try:
                 # Off the event loop: thousands of images and rules take time.
                 evaluation = await anyio.to_thread.run_sync(
@@ -139,8 +167,20 @@ class LifecycleRunner:
             except Exception:
                 logger.exception("policy %s failed on %s; skipped", target, name)
                 continue
-            results.append(RepositoryEvaluation(name, target, evaluation))
+            results.append(self._held_back(name, target, evaluation, rows))
         return results
+
+    def _held_back(
+        self, name: str, target: str, evaluation: Evaluation, rows: list[ImageRow]
+    ) -> RepositoryEvaluation:
+        """The evaluation without the images pushed within the grace period,
+        which a run would not expire yet."""
+        cutoff = datetime.now(UTC) - self._grace
+        recent = {row.digest for row in rows if row.last_pushed_at >= cutoff}
+        chosen = evaluation.expiries
+        due = {e.image.digest for e in chosen if e.image.digest not in recent}
+        held = tuple(Held(e, PUSHED_LATELY) for e in chosen if e.image.digest in recent)
+        return RepositoryEvaluation(name, target, evaluation.limited_to(due), held)
 
     async def run(self, actor: str = "lifecycle") -> list[RepositoryEvaluation]:
         """Expire what the policies choose; the results say what went and
@@ -168,9 +208,11 @@ class LifecycleRunner:
             await self._collection.delete_untagged(row.id, cutoff)
 
         chosen = result.evaluation.expiries
-        held = tuple(e for e in chosen if e.image.digest not in expired)
+        changed = [Held(e, CHANGED) for e in chosen if e.image.digest not in expired]
         return replace(
-            result, evaluation=result.evaluation.limited_to(expired), held=held
+            result,
+            evaluation=result.evaluation.limited_to(expired),
+            held=(*result.held, *changed),
         )
 
     async def _policies(self) -> dict[str, Policy]:
@@ -183,12 +225,6 @@ class LifecycleRunner:
             except (PolicyInvalid, ValueError) as exc:
                 logger.error("lifecycle policy for %s skipped: %s", target, exc)
         return policies
-
-    async def _images(self, repository: str) -> list[Image]:
-        return [
-            Image(row.digest, row.tags, row.pushed_at, row.last_pulled_at, row.size)
-            for row in await self._store.images(repository)
-        ]
 
     async def _expire(
         self, result: RepositoryEvaluation, image: Image, rule: int, actor: str
