@@ -63,6 +63,8 @@ def test_start_up_says_where_data_lives_and_where_it_listens(tmp_path):
         assert f"listening on http://127.0.0.1:{server.port}" in log
     finally:
         server.stop()
+    # Stopped by SIGTERM, as a service manager stops it.
+    assert server.log().rstrip().endswith("dockyard.serve: stopped")
 
 
 def test_config_file_sets_where_data_lives_and_the_address(tmp_path):

@@ -77,6 +77,7 @@ def serve(
         config.worker_count,
     )
     _run_server(config)
+    logger.info("stopped")
 
 
 def _check_tls(config: Config) -> None:
