@@ -3,6 +3,7 @@
 import hashlib
 import os
 
+import anyio
 import pytest
 
 from dockyard.core.digest import Digest
@@ -179,6 +180,24 @@ async def test_an_upload_is_sealed_by_one_request_at_a_time(store):
         with pytest.raises(UploadInvalid):
             async with store.sealed_upload("u1"):
                 pass
+
+
+async def test_a_request_waits_for_one_that_lets_go_of_the_upload(store):
+    await stage(store, "u1", b"abc")
+    released = anyio.Event()
+
+    async def hold_briefly():
+        async with store.sealed_upload("u1"):
+            released.set()
+            await anyio.sleep(0.2)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(hold_briefly)
+        await released.wait()
+        size = await store.append_upload("u1", 3, chunks(b"de"))
+
+    assert size == 5
+    assert await collect(store.read_upload("u1")) == b"abcde"
 
 
 async def test_bytes_for_an_upload_cancelled_meanwhile_are_refused(store):
