@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -204,3 +206,19 @@ def test_digest_not_pushed_lists_the_referrers_pushed_for_it(
 
     assert tree["subject"] == absent["digest"]
     assert [node["digest"] for node in tree["referrers"]] == [signature]
+
+
+def test_a_client_gone_mid_body_is_a_quiet_400(server, repo: str) -> None:
+    path = f"/api/v1/policies/{repo}"
+    head = f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head.encode() + b'{"rules": [')
+
+    deadline = time.monotonic() + 10
+    while not (lines := [line for line in server.log().splitlines() if path in line]):
+        assert time.monotonic() < deadline, "no access line"
+        time.sleep(0.05)
+
+    [access] = lines
+    assert f'"PUT {path}" 400 ' in access
+    assert "dockyard.access" in access

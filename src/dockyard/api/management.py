@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -53,6 +53,9 @@ def endpoint(handler: Endpoint) -> Endpoint:
             return unauthorized_response(request, exc)
         except RegistryError as exc:
             return registry_error_response(exc)
+        except ClientDisconnect:
+            # Nobody is left to read an answer; the access line records the 400.
+            return Response(status_code=400)
         except Exception as exc:
             return unexpected_error_response(exc, request.url.path)
 
