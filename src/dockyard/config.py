@@ -100,6 +100,11 @@ class TlsConfig(BaseModel):
         return self.cert is not None
 
 
+# Ten years: longer than any registry keeps a push in flight, and short
+# enough that `now - grace_period` is a date.
+MAX_GRACE_PERIOD = 10 * 365 * 86400
+
+
 class GcConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -107,7 +112,7 @@ class GcConfig(BaseModel):
     interval: int = Field(default=6 * 3600, ge=0)
     # Blobs, links and manifests younger than this are never collected: a
     # push in flight has this long to name its blobs in a manifest.
-    grace_period: int = Field(default=3600, ge=0)
+    grace_period: int = Field(default=3600, ge=0, le=MAX_GRACE_PERIOD)
     # Upload sessions older than this are purged with their staged bytes.
     upload_max_age: int = Field(default=7 * 86400, ge=60)
     # Also delete manifests no tag reaches (directly, through an index, or as

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -478,6 +480,7 @@ def test_run_holds_back_images_newer_than_the_grace_period(
     assert [e["digest"] for e in preview["held"]] == [older]
     assert [e["digest"] for e in held["held"]] == [older]
     assert held["held"][0]["reason"] == "pushed within the grace period"
+    assert held["held"][0]["last_pushed_at"] is not None
     line = f"held back: {repo}@{older[:19]} (older)"
     assert line in previewed and line in text
     assert "pushed within the grace period (3600 s; see --grace-period)" in text
@@ -487,6 +490,31 @@ def test_run_holds_back_images_newer_than_the_grace_period(
     assert result["held"] == []
     assert tags(http, repo) == ["newer"]
     assert manifest_status(http, repo, newer) == 200
+
+
+def test_two_runs_at_once_report_each_expiry_once_and_hold_nothing(
+    registry: RunningServer, http: httpx.Client, ns: str
+) -> None:
+    repo = f"{ns}/app"
+    digests = [push_image(http, repo, f"v{number}")[1] for number in range(60)]
+    age(registry, repo, 2, *digests)
+    put_policy(http, repo, KEEP_ONE)
+
+    # As when the server's schedule and an administrator run at once.
+    command = [sys.executable, "-m", "dockyard", "policy", "run", "--json"]
+    command += ["--data-dir", str(registry.data_dir)]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE) for _ in range(2)]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+
+    results = [r for out in outputs for r in json.loads(out) if r["repository"] == repo]
+    reported = sorted(e["digest"] for r in results for e in r["expired"])
+    [kept] = tags(http, repo)
+    kept_digest = http.head(f"/v2/{repo}/manifests/{kept}").headers[
+        "Docker-Content-Digest"
+    ]
+    assert [run.returncode for run in runs] == [0, 0]
+    assert reported == sorted(set(digests) - {kept_digest})
+    assert [r["held"] for r in results] == [[]] * len(results)
 
 
 def test_run_records_each_expiry_in_the_audit_log(
@@ -809,3 +837,13 @@ def test_registry_tokens_do_not_manage_policies(secured: AuthServer) -> None:
         response = client.put("/api/v1/policies/bob", json=MONTH)
 
     assert_error(response, 401, "UNAUTHORIZED")
+
+
+@pytest.mark.parametrize("command", [("policy", "preview"), ("policy", "run"), ("gc",)])
+def test_a_grace_period_no_date_can_hold_is_refused(
+    registry: RunningServer, command: tuple[str, ...]
+) -> None:
+    result = run_cli(registry.data_dir, *command, "--grace-period", "99999999999")
+
+    assert result.returncode == 2
+    assert "'--grace-period': 99999999999 is not in the range" in result.stderr

@@ -40,6 +40,13 @@ def test_bad_value_names_key_and_value(tmp_path):
     assert "'nowhere'" in str(caught.value)
 
 
+def test_a_grace_period_past_ten_years_is_refused(monkeypatch):
+    # Subtracted from now, a larger one is no date at all.
+    monkeypatch.setenv("DOCKYARD_GC__GRACE_PERIOD", "99999999999")
+    with pytest.raises(ConfigError, match="'gc.grace_period' has bad value"):
+        load_config()
+
+
 def test_bad_environment_value_names_key(monkeypatch):
     monkeypatch.setenv("DOCKYARD_WORKERS", "many")
     with pytest.raises(ConfigError, match="'workers' has bad value 'many'"):

@@ -10,6 +10,7 @@ import click
 
 from dockyard.bootstrap import build_collector
 from dockyard.cli.options import config_options, load, open_registry
+from dockyard.config import MAX_GRACE_PERIOD
 from dockyard.services.gc import Report
 
 
@@ -23,7 +24,7 @@ from dockyard.services.gc import Report
 )
 @click.option(
     "--grace-period",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_GRACE_PERIOD),
     help="Seconds anything new is kept [config gc.grace_period, 3600]. A "
     "push in flight needs its blobs until its manifest arrives.",
 )

@@ -14,13 +14,13 @@ from rich.table import Table
 
 from dockyard.bootstrap import build_lifecycle
 from dockyard.cli.options import config_options, load, open_registry
+from dockyard.config import MAX_GRACE_PERIOD
 from dockyard.core.errors import RegistryError
 from dockyard.core.names import check_name
 from dockyard.metadata.collection import LifecycleStore
 from dockyard.metadata.store import SqlMetadataStore
 from dockyard.services.lifecycle import PolicyInvalid, parse_policy
 from dockyard.services.lifecycle.runner import (
-    PUSHED_LATELY,
     LifecycleRunner,
     RepositoryEvaluation,
     check_target,
@@ -120,7 +120,7 @@ def policy_delete(config_file: Path | None, data_dir: Path | None, target: str) 
 
 _grace_option = click.option(
     "--grace-period",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_GRACE_PERIOD),
     help="Seconds a new image is held back [config gc.grace_period, 3600].",
 )
 
@@ -212,10 +212,10 @@ def _show_held(results: list[RepositoryEvaluation], grace: int) -> None:
         for held in result.held:
             image = held.expiry.image
             reason = held.reason
-            if reason == PUSHED_LATELY:
-                reason += f" ({grace} s; see --grace-period)"
+            if held.last_pushed_at is not None:
+                last = held.last_pushed_at.isoformat(timespec="seconds")
+                reason += f" ({grace} s; see --grace-period), last at {last}"
             click.echo(
                 f"held back: {result.repository}@{image.digest[:19]} "
-                f"({', '.join(image.tags) or 'untagged'}), pushed "
-                f"{image.pushed_at.isoformat(timespec='seconds')}: {reason}"
+                f"({', '.join(image.tags) or 'untagged'}): {reason}"
             )

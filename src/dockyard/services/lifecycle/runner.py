@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio.to_thread
 
+from dockyard.core.digest import Digest
 from dockyard.core.errors import NameInvalid
 from dockyard.core.registry import Registry
 from dockyard.metadata.collection import (
@@ -53,6 +54,8 @@ CHANGED = "retagged, pushed again or listed by an index since it was chosen"
 class Held:
     expiry: Expiry
     reason: str
+    # When it was last pushed (or cached, or checked), if that is the reason.
+    last_pushed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +73,13 @@ class RepositoryEvaluation:
             "policy": self.target,
             "bytes": self.evaluation.bytes_freed,
             "expired": [_expiry_json(e) for e in self.evaluation.expiries],
-            "held": [
-                {**_expiry_json(held.expiry), "reason": held.reason}
-                for held in self.held
-            ],
+            "held": [_held_json(held) for held in self.held],
         }
+
+
+def _held_json(held: Held) -> dict[str, object]:
+    last = held.last_pushed_at.isoformat() if held.last_pushed_at else None
+    return {**_expiry_json(held.expiry), "reason": held.reason, "last_pushed_at": last}
 
 
 def _expiry_json(expiry: Expiry) -> dict[str, object]:
@@ -176,10 +181,15 @@ class LifecycleRunner:
         """The evaluation without the images pushed within the grace period,
         which a run would not expire yet."""
         cutoff = datetime.now(UTC) - self._grace
-        recent = {row.digest for row in rows if row.last_pushed_at >= cutoff}
+        pushed = {row.digest: row.last_pushed_at for row in rows}
+        recent = {digest: at for digest, at in pushed.items() if at >= cutoff}
         chosen = evaluation.expiries
         due = {e.image.digest for e in chosen if e.image.digest not in recent}
-        held = tuple(Held(e, PUSHED_LATELY) for e in chosen if e.image.digest in recent)
+        held = tuple(
+            Held(e, PUSHED_LATELY, recent[e.image.digest])
+            for e in chosen
+            if e.image.digest in recent
+        )
         return RepositoryEvaluation(name, target, evaluation.limited_to(due), held)
 
     async def run(self, actor: str = "lifecycle") -> list[RepositoryEvaluation]:
@@ -207,13 +217,23 @@ class LifecycleRunner:
         for row in orphans:
             await self._collection.delete_untagged(row.id, cutoff)
 
-        chosen = result.evaluation.expiries
-        changed = [Held(e, CHANGED) for e in chosen if e.image.digest not in expired]
+        changed = []
+        for expiry in result.evaluation.expiries:
+            digest = expiry.image.digest
+            # Gone already: another run (a worker's schedule, the command
+            # line) expired it meanwhile, which is no reason to report it.
+            if digest not in expired and await self._still_there(result, digest):
+                changed.append(Held(expiry, CHANGED))
         return replace(
             result,
             evaluation=result.evaluation.limited_to(expired),
             held=(*result.held, *changed),
         )
+
+    async def _still_there(self, result: RepositoryEvaluation, digest: str) -> bool:
+        metadata = self._registry.metadata
+        found = await metadata.get_manifest(result.repository, Digest.parse(digest))
+        return found is not None
 
     async def _policies(self) -> dict[str, Policy]:
         """The stored policies that still read; one that does not (stored
