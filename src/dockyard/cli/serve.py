@@ -76,8 +76,12 @@ def serve(
         config.listen,
         config.worker_count,
     )
-    _run_server(config)
-    logger.info("stopped")
+    try:
+        _run_server(config)
+    finally:
+        # Also when the server exits (SystemExit) after a signal to all its
+        # processes at once, as service managers send.
+        logger.info("stopped")
 
 
 def _check_tls(config: Config) -> None:
