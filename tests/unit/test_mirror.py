@@ -272,3 +272,52 @@ async def test_an_upstream_that_never_answers_is_left_alone_for_its_timeout():
     assert asked_while_quiet == 1
     assert silent.asked == 2
     await upstream.close()
+
+
+class _Crowded(httpx.AsyncBaseTransport):
+    """Every request waits in vain for a connection of the client's own."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.asked += 1
+        raise httpx.PoolTimeout("no connection free")
+
+
+async def test_a_full_connection_pool_does_not_silence_the_upstream():
+    settings = {"name": "hub", "url": "https://registry.example", "timeout": 5}
+    crowded = _Crowded()
+    upstream = Upstream(Config(upstreams=[settings]).upstreams[0], crowded)
+
+    for _ in range(2):
+        with pytest.raises(UpstreamFailed, match="asked too much at once"):
+            await upstream.head_manifest("library/debian", "bookworm")
+
+    assert crowded.asked == 2
+    await upstream.close()
+
+
+class _Unreachable(httpx.AsyncBaseTransport):
+    """Connections time out, as to a host that drops packets."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.asked += 1
+        raise httpx.ConnectTimeout("timed out")
+
+
+async def test_a_connection_timing_out_also_silences_the_upstream():
+    settings = {"name": "hub", "url": "https://registry.example", "timeout": 5}
+    unreachable = _Unreachable()
+    upstream = Upstream(Config(upstreams=[settings]).upstreams[0], unreachable)
+
+    with pytest.raises(UpstreamFailed, match="took over 5 s"):
+        await upstream.head_manifest("library/debian", "bookworm")
+    with pytest.raises(UpstreamFailed, match="not asking it"):
+        await upstream.head_manifest("library/debian", "bookworm")
+
+    assert unreachable.asked == 1
+    await upstream.close()

@@ -150,9 +150,7 @@ def policy_preview(
             _fail(exc.message)
     runner, _ = _lifecycle(config_file, data_dir, _grace(grace_period))
     results = anyio.run(runner.preview, repository)
-    _show(results, as_json, "would expire")
-    if not as_json:
-        _show_held(results, runner.grace_seconds)
+    _show(results, as_json, "would expire", runner.grace_seconds)
 
 
 @policy.command("run")
@@ -172,16 +170,16 @@ def policy_run(
     """
     runner, _ = _lifecycle(config_file, data_dir, _grace(grace_period))
     results = anyio.run(runner.run, f"cli:{getpass.getuser()}")
-    _show(results, as_json, "expired")
-    if not as_json:
-        _show_held(results, runner.grace_seconds)
+    _show(results, as_json, "expired", runner.grace_seconds)
 
 
 def _grace(seconds: int | None) -> dict[str, int] | None:
     return None if seconds is None else {"grace_period": seconds}
 
 
-def _show(results: list[RepositoryEvaluation], as_json: bool, verb: str) -> None:
+def _show(
+    results: list[RepositoryEvaluation], as_json: bool, verb: str, grace: int
+) -> None:
     if as_json:
         click.echo(json.dumps([result.to_json() for result in results], indent=2))
         return
@@ -205,6 +203,7 @@ def _show(results: list[RepositoryEvaluation], as_json: bool, verb: str) -> None
     Console().print(table)
     count = sum(len(result.evaluation.expiries) for result in results)
     click.echo(f"{verb} {count} images, {total} bytes")
+    _show_held(results, grace)
 
 
 def _show_held(results: list[RepositoryEvaluation], grace: int) -> None:

@@ -446,7 +446,8 @@ class _Appender:
 
 
 def _supports_direct(fd: int) -> bool:
-    """Whether the file takes O_DIRECT (tmpfs, for one, does not)."""
+    """Whether the file takes O_DIRECT, which not every filesystem does
+    (older kernels' tmpfs, for one)."""
     if not hasattr(os, "O_DIRECT"):
         return False
     try:

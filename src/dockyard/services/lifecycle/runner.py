@@ -207,23 +207,20 @@ class LifecycleRunner:
     ) -> RepositoryEvaluation:
         cutoff = datetime.now(UTC) - self._grace
         rows = await self._collection.repository_manifests(result.repository)
-        expired = set()
+        expired, changed = set(), []
         for expiry in result.evaluation.expiries:
+            digest = expiry.image.digest
             if await self._expire(result, expiry.image, expiry.rule_priority, actor):
-                expired.add(expiry.image.digest)
+                expired.add(digest)
+            # Gone already: another run (a worker's schedule, the command
+            # line) expired it meanwhile, which is no reason to report it.
+            elif await self._still_there(result, digest):
+                changed.append(Held(expiry, CHANGED))
 
         needed = still_needed(rows, expired, cutoff)
         orphans = [r for r in descendants(rows, expired) if r.digest not in needed]
         for row in orphans:
             await self._collection.delete_untagged(row.id, cutoff)
-
-        changed = []
-        for expiry in result.evaluation.expiries:
-            digest = expiry.image.digest
-            # Gone already: another run (a worker's schedule, the command
-            # line) expired it meanwhile, which is no reason to report it.
-            if digest not in expired and await self._still_there(result, digest):
-                changed.append(Held(expiry, CHANGED))
         return replace(
             result,
             evaluation=result.evaluation.limited_to(expired),

@@ -299,6 +299,15 @@ class Upstream:
                 method, path, headers=headers, params=params
             )
             return await self._http.send(request, stream=True, auth=auth)
+        except httpx.PoolTimeout:
+            # Dockyard's own connections to it were all busy: no sign that
+            # the upstream stopped answering.
+            raise UpstreamFailed(
+                f"{self.describe()} is asked too much at once; no connection "
+                "to it came free in time"
+            ) from None
+        except httpx.TimeoutException:
+            raise  # a timeout: `_deadline` leaves the upstream alone a while
         except httpx.HTTPError as exc:
             raise UpstreamFailed(
                 f"{self.describe()} did not answer: {_reason(exc)}"
