@@ -456,15 +456,3 @@ def audit(
             for e in events
         ],
     )
-
-
-COMMANDS = [
-    user,
-    token,
-    login_password,
-    namespace,
-    visibility,
-    team,
-    permission,
-    audit,
-]

@@ -6,19 +6,17 @@ import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy.engine import Engine, make_url
 
-from dockyard.bootstrap import build_registry
 from dockyard.config import Config, ConfigError, load_config
-from dockyard.core.registry import Registry
-from dockyard.metadata.accounts import SqlAccountStore
-from dockyard.metadata.migrate import is_current
-from dockyard.metadata.store import create_db_engine
-from dockyard.services.audit import Auditor
-from dockyard.services.auth.accounts import Accounts
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from dockyard.core.registry import Registry
+    from dockyard.services.auth.accounts import Accounts
 
 
 def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -47,11 +45,17 @@ def load(config_file: Path | None, **overrides: object) -> Config:
 
 def open_registry(config: Config) -> Registry:
     """The registry a server with this config uses, or exit with a reason."""
+    from dockyard.bootstrap import build_registry
+
     return build_registry(config, open_database(config))
 
 
 def open_accounts(config: Config) -> Accounts:
     """Account management on the server's database, acting as the OS user."""
+    from dockyard.metadata.accounts import SqlAccountStore
+    from dockyard.services.audit import Auditor
+    from dockyard.services.auth.accounts import Accounts
+
     store = SqlAccountStore(open_database(config))
     return Accounts(store, Auditor(store), f"cli:{getpass.getuser()}")
 
@@ -62,6 +66,11 @@ def open_database(config: Config) -> Engine:
     Commands other than `serve` never create or migrate a database: a wrong
     --data-dir should say so, not leave an empty database behind.
     """
+    from sqlalchemy.engine import make_url
+
+    from dockyard.metadata.migrate import is_current
+    from dockyard.metadata.store import create_db_engine
+
     url = make_url(config.resolved_database_url)
     missing = (
         url.get_backend_name() == "sqlite" and not Path(url.database or "").exists()

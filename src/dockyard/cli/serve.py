@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import ssl
@@ -111,6 +112,23 @@ def _fail(message: str) -> NoReturn:
 
 
 def _prepare_storage(config: Config) -> None:
+    """Create the folders, migrate the database and set up logins, or exit.
+
+    In a child process: the workers fork from this one, and Alembic with the
+    migration scripts would otherwise take memory in each of them (about
+    8 MiB) for a job done once at start.
+    """
+    child = multiprocessing.get_context("fork").Process(
+        target=_prepare_storage_here, args=(config,), name="dockyard-migrate"
+    )
+    child.start()
+    child.join()
+    if child.exitcode:
+        # The child said why (a message or a traceback) on stderr already.
+        sys.exit(child.exitcode if child.exitcode > 0 else 1)
+
+
+def _prepare_storage_here(config: Config) -> None:
     from dockyard.metadata.migrate import upgrade
     from dockyard.metadata.store import create_db_engine
 
