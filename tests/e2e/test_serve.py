@@ -181,3 +181,59 @@ def test_a_second_registry_on_a_busy_port_refuses_to_start(server, tmp_path):
     assert result.returncode == 2
     assert f"cannot listen on {server.host}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _start_without_waiting(data_dir, port):
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    command = [sys.executable, "-m", "dockyard", "serve", "--data-dir", str(data_dir)]
+    command += ["--listen", f"127.0.0.1:{port}", "--workers", "2"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return process, log_path
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.03, 0.06, 0.1, 0.15, 0.25])
+def test_a_stop_signal_while_workers_start_stops_the_server(tmp_path, delay):
+    # A worker forked but not yet handling signals used to lose the main
+    # process's SIGTERM, and the main process waited for it forever.
+    process, log_path = _start_without_waiting(tmp_path / "data", free_port())
+    try:
+        deadline = time.monotonic() + 30
+        while "listening on" not in log_path.read_text():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.005)
+        time.sleep(delay)
+        process.terminate()
+
+        # Well before the 30 s after which stuck workers are killed.
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+    log = log_path.read_text()
+    assert log.rstrip().endswith("dockyard.serve: stopped")
+    assert "Traceback" not in log
+    assert "refused to gracefully stop" not in log
+
+
+@pytest.mark.parametrize("signum", [2, 15])
+def test_a_stop_signal_during_migration_stops_quietly(tmp_path, signum):
+    process, log_path = _start_without_waiting(tmp_path / "data", free_port())
+    try:
+        # Before Granian starts: the config is read, the migration runs.
+        time.sleep(0.4)
+        os.killpg(process.pid, signum)
+        returncode = process.wait(timeout=15)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+    log = log_path.read_text()
+    assert returncode == 0, log
+    assert "Traceback" not in log

@@ -6,11 +6,13 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import ssl
 import sys
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -22,6 +24,13 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 logger = logging.getLogger("dockyard.serve")
+
+# How long a stopping worker may take to finish its requests before it is
+# killed; uploads cut short resume from their last byte.
+WORKER_STOP_SECONDS = 30
+
+# Set when the main process gets SIGINT or SIGTERM once the server runs.
+STOP_REQUESTED = threading.Event()
 
 
 @click.command()
@@ -60,29 +69,33 @@ def serve(
         tls=tls or None,
     )
     configure_logging(config.log_format, config.log_level)
+    _stop_on_signals()
     _check_address_free(config)
     _check_tls(config)
-    _prepare_storage(config)
-    _explain_rate_limits(config)
-    _explain_upstreams(config)
-
-    logger.info(
-        "metadata in %s, blobs in %s",
-        _redacted(config.resolved_database_url),
-        config.storage_path,
-    )
-    logger.info(
-        "listening on %s://%s with %d workers",
-        "https" if config.tls.enabled else "http",
-        config.listen,
-        config.worker_count,
-    )
     try:
+        _prepare_storage(config)
+        _explain_rate_limits(config)
+        _explain_upstreams(config)
+        logger.info(
+            "metadata in %s, blobs in %s",
+            _redacted(config.resolved_database_url),
+            config.storage_path,
+        )
         _run_server(config)
     finally:
         # Also when the server exits (SystemExit) after a signal to all its
         # processes at once, as service managers send.
         logger.info("stopped")
+
+
+def _stop_on_signals() -> None:
+    """Until Granian takes the signals over: stop quietly, with status 0."""
+
+    def stop(signum: int, frame: object) -> None:
+        sys.exit(0)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
 
 
 def _check_tls(config: Config) -> None:
@@ -131,6 +144,11 @@ def _prepare_storage(config: Config) -> None:
 def _prepare_storage_here(config: Config) -> None:
     from dockyard.metadata.migrate import upgrade
     from dockyard.metadata.store import create_db_engine
+
+    # A signal ends the migration at once: its transaction rolls back, and a
+    # nonzero status keeps the parent from serving a half-migrated database.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -259,5 +277,59 @@ def _run_server(config: Config) -> None:
         http1_settings=HTTP1Settings(max_buffer_size=4 * 1024 * 1024),
         ssl_cert=config.tls.cert,
         ssl_key=config.tls.key,
+        # Requests still running this long after a stop signal are ended,
+        # as service managers would end them. So is a worker that got two
+        # stop signals while its ASGI lifespan started: Granian 2.8 then
+        # blocks in the worker's signal handler for good.
+        workers_kill_timeout=WORKER_STOP_SECONDS,
     )
-    server.serve()
+    # Run once the socket is bound and Granian handles the signals, just
+    # before it forks the workers.
+    server.on_startup(lambda: _log_listening(config))
+    server.on_startup(_stop_starting_workers)
+    try:
+        server.serve()
+    except SystemExit as exc:
+        # Granian exits 1 when a worker ended before it told it to; after a
+        # stop signal to every process at once that is how a stop goes.
+        if not (STOP_REQUESTED.is_set() and exc.code == 1):
+            raise
+
+
+def _log_listening(config: Config) -> None:
+    logger.info(
+        "listening on %s://%s with %d workers",
+        "https" if config.tls.enabled else "http",
+        config.listen,
+        config.worker_count,
+    )
+
+
+def _stop_starting_workers() -> None:
+    """Let a worker that gets a stop signal before it handles signals exit.
+
+    A new worker inherits the main process's handlers until Granian installs
+    its own; through them a signal would only set a flag in the worker's copy
+    of the main process, and the main process would wait for that worker
+    until WORKER_STOP_SECONDS. A signal the worker lost altogether is made up
+    for by STOPPING, which its lifespan reads.
+    """
+    from dockyard.api.app import STOPPING
+
+    main_pid = os.getpid()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        granian_handler = signal.getsignal(signum)
+        if not callable(granian_handler):
+            continue
+
+        def handler(signum: int, frame: object, inner: Any = granian_handler) -> None:
+            if os.getpid() != main_pid:
+                # A worker still starting has no requests; os._exit, as a
+                # SystemExit raised inside a finalizer would be ignored.
+                os._exit(0)
+            STOP_REQUESTED.set()
+            STOPPING[0] = 1
+            inner(signum, frame)
+
+        signal.signal(signum, handler)
