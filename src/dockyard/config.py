@@ -361,13 +361,22 @@ def load_config(file: Path | None = None, **overrides: Any) -> Config:
         _file_values.reset(token)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, on one line, without PyYAML's excerpt."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark
+    return f"{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+
+
 def _read_file(file: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(file.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
+        problem = _yaml_problem(exc)
+        raise ConfigError(f"config file {file} is not valid YAML: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -123,3 +123,15 @@ def test_a_url_in_an_error_hides_its_login(monkeypatch):
 
     assert ":pw@" not in str(caught.value)
     assert "'workers' has bad value 'many'" in str(caught.value)
+
+
+def test_invalid_yaml_is_one_line_naming_line_and_column(tmp_path):
+    file = tmp_path / "bad.yml"
+    file.write_text("workers: 2\nlisten: a: b\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.endswith("mapping values are not allowed here (line 2, column 10)")
