@@ -3,10 +3,14 @@
 import subprocess
 import sys
 
+from dockyard.metadata.migrate import upgrade
+from dockyard.metadata.store import create_db_engine
+
 
 def dockyard(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dockyard", *args],
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=60,
@@ -38,3 +42,18 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     assert "serve" in result.stdout
     assert "referrers" in result.stdout
+
+
+def test_a_password_without_a_terminal_asks_for_password_stdin(tmp_path):
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'dockyard.db'}")
+    upgrade(engine)
+    engine.dispose()
+
+    added = dockyard("user", "add", "alice", "--data-dir", str(tmp_path))
+    listed = dockyard("user", "list", "--data-dir", str(tmp_path))
+
+    assert added.returncode == 2
+    assert "no terminal to ask for the password on" in added.stderr
+    assert "--password-stdin" in added.stderr
+    assert "Traceback" not in added.stderr
+    assert "alice" not in listed.stdout

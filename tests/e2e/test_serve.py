@@ -10,6 +10,7 @@ import sys
 import time
 
 import httpx
+import psutil
 import pytest
 
 from tests.server import free_port, launch
@@ -52,6 +53,22 @@ def test_bad_config_file_stops_start_up(tmp_path):
     result = serve("--config", str(config))
     assert result.returncode != 0
     assert "'storage.driver' has bad value 'tape'" in result.stderr
+
+
+def test_a_file_in_place_of_the_data_dir_is_named_and_not_called_a_stop(tmp_path):
+    in_the_way = tmp_path / "data"
+    in_the_way.write_text("notes\n")
+
+    result = serve(
+        "--data-dir", str(in_the_way), "--listen", f"127.0.0.1:{free_port()}"
+    )
+
+    assert result.returncode == 2
+    assert (
+        f"cannot create data directory {in_the_way}: not a directory" in result.stderr
+    )
+    assert "stopped" not in result.stderr
+    assert in_the_way.read_text() == "notes\n"
 
 
 def test_start_up_says_where_data_lives_and_where_it_listens(tmp_path):
@@ -225,8 +242,13 @@ def test_a_stop_signal_while_workers_start_stops_the_server(tmp_path, delay):
 def test_a_stop_signal_during_migration_stops_quietly(tmp_path, signum):
     process, log_path = _start_without_waiting(tmp_path / "data", free_port())
     try:
-        # Before Granian starts: the config is read, the migration runs.
-        time.sleep(0.4)
+        # While the migration runs in its child, before Granian starts. (A
+        # fixed delay hit a loaded machine's start before serve's handlers.)
+        deadline = time.monotonic() + 30
+        while not psutil.Process(process.pid).children():
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.002)
         os.killpg(process.pid, signum)
         returncode = process.wait(timeout=15)
     finally:

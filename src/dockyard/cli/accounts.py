@@ -56,6 +56,12 @@ def with_accounts(command: Callable[..., None]) -> Callable[..., None]:
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        # Otherwise getpass reads the pipe with a warning about echo, twice
+        # for the confirmation, and a script gets a bare "Aborted!".
+        raise click.UsageError(
+            "no terminal to ask for the password on: give it with --password-stdin"
+        )
     password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     return password
 

@@ -72,6 +72,7 @@ def serve(
     _stop_on_signals()
     _check_address_free(config)
     _check_tls(config)
+    clean = False
     try:
         _prepare_storage(config)
         _explain_rate_limits(config)
@@ -82,10 +83,15 @@ def serve(
             config.storage_path,
         )
         _run_server(config)
+        clean = True
+    except SystemExit as exc:
+        # Also when the server exits after a signal to all its processes at
+        # once, as service managers send. A start that failed has said why.
+        clean = not exc.code
+        raise
     finally:
-        # Also when the server exits (SystemExit) after a signal to all its
-        # processes at once, as service managers send.
-        logger.info("stopped")
+        if clean:
+            logger.info("stopped")
 
 
 def _stop_on_signals() -> None:
@@ -154,7 +160,11 @@ def _prepare_storage_here(config: Config) -> None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.storage_path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        click.echo(f"dockyard: cannot create data directory: {exc}", err=True)
+        # mkdir's "File exists" for a file in the way reads as if all were well.
+        why = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+        click.echo(
+            f"dockyard: cannot create data directory {exc.filename}: {why}", err=True
+        )
         sys.exit(2)
 
     engine = create_db_engine(config.resolved_database_url)
