@@ -59,9 +59,12 @@ def _read_password(from_stdin: bool) -> str:
     if not sys.stdin.isatty():
         # Otherwise getpass reads the pipe with a warning about echo, twice
         # for the confirmation, and a script gets a bare "Aborted!".
-        raise click.UsageError(
-            "no terminal to ask for the password on: give it with --password-stdin"
+        click.echo(
+            "dockyard: no terminal to ask for the password on: "
+            "give it with --password-stdin",
+            err=True,
         )
+        sys.exit(2)
     password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     return password
 
