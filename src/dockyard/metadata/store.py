@@ -84,7 +84,10 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # Sync the log at every commit: a client that got its 201 for a tag
+        # keeps it through a power cut, as it keeps the blobs (NORMAL would
+        # sync only at checkpoints). Tag PUTs measured no slower for it.
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
