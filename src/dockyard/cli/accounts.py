@@ -21,7 +21,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from dockyard.cli.options import config_options, load, open_accounts
+from dockyard.cli.options import config_options, fail, load, open_accounts
 from dockyard.services.auth.accounts import LOGIN_PASSWORD_TTL, Accounts
 from dockyard.services.auth.records import AccountError
 
@@ -47,8 +47,7 @@ def with_accounts(command: Callable[..., None]) -> Callable[..., None]:
         try:
             command(accounts, **kwargs)
         except AccountError as exc:
-            click.echo(f"dockyard: {exc}", err=True)
-            sys.exit(1)
+            fail(str(exc))
 
     return run
 
@@ -59,12 +58,10 @@ def _read_password(from_stdin: bool) -> str:
     if not sys.stdin.isatty():
         # Otherwise getpass reads the pipe with a warning about echo, twice
         # for the confirmation, and a script gets a bare "Aborted!".
-        click.echo(
-            "dockyard: no terminal to ask for the password on: "
-            "give it with --password-stdin",
-            err=True,
+        fail(
+            "no terminal to ask for the password on: give it with --password-stdin",
+            status=2,
         )
-        sys.exit(2)
     password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     return password
 

@@ -6,7 +6,7 @@ import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 
     from dockyard.core.registry import Registry
     from dockyard.services.auth.accounts import Accounts
+
+
+def fail(message: str, status: int = 1) -> NoReturn:
+    """Say what went wrong on one line of standard error, and exit."""
+    click.echo(f"dockyard: {message}", err=True)
+    sys.exit(status)
 
 
 def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,8 +45,7 @@ def load(config_file: Path | None, **overrides: object) -> Config:
     try:
         return load_config(config_file, **overrides)
     except ConfigError as exc:
-        click.echo(f"dockyard: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc), status=2)
 
 
 def open_registry(config: Config) -> Registry:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dockyard.bootstrap import build_lifecycle
-from dockyard.cli.options import config_options, load, open_registry
+from dockyard.cli.options import config_options, fail, load, open_registry
 from dockyard.config import MAX_GRACE_PERIOD
 from dockyard.core.errors import RegistryError
 from dockyard.core.names import check_name
@@ -36,11 +36,6 @@ def _lifecycle(
     registry = open_registry(config)
     assert isinstance(registry.metadata, SqlMetadataStore)
     return build_lifecycle(config, registry), LifecycleStore(registry.metadata)
-
-
-def _fail(message: str) -> None:
-    click.echo(f"dockyard: {message}", err=True)
-    sys.exit(1)
 
 
 @click.group()
@@ -70,7 +65,7 @@ def policy_put(
     try:
         check_target(target)
     except RegistryError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     text = policy_file.read()  # type: ignore[attr-defined]
     try:
         parsed = parse_policy(text)
@@ -93,7 +88,7 @@ def policy_get(config_file: Path | None, data_dir: Path | None, target: str) -> 
     _, store = _lifecycle(config_file, data_dir)
     policies = anyio.run(store.policies)
     if target not in policies:
-        _fail(f"no policy for {target}")
+        fail(f"no policy for {target}")
     click.echo(json.dumps(json.loads(policies[target]), indent=2))
 
 
@@ -113,7 +108,7 @@ def policy_delete(config_file: Path | None, data_dir: Path | None, target: str) 
     """Remove the policy for TARGET."""
     runner, store = _lifecycle(config_file, data_dir)
     if not anyio.run(store.delete_policy, target):
-        _fail(f"no policy for {target}")
+        fail(f"no policy for {target}")
     runner.auditor.record("policy.delete", f"cli:{getpass.getuser()}", target=target)
     click.echo(f"removed the policy for {target}")
 
@@ -147,7 +142,7 @@ def policy_preview(
         try:
             check_name(repository)
         except RegistryError as exc:
-            _fail(exc.message)
+            fail(exc.message)
     runner, _ = _lifecycle(config_file, data_dir, _grace(grace_period))
     results = anyio.run(runner.preview, repository)
     _show(results, as_json, "would expire", runner.grace_seconds)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import getpass
 import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from dockyard.cli.options import config_options, load, open_registry
+from dockyard.cli.options import config_options, fail, load, open_registry
 from dockyard.core.errors import RegistryError
 from dockyard.core.names import check_name, namespace_of
 from dockyard.core.registry import Registry
@@ -59,11 +58,6 @@ def _audit(registry: Registry, action: str, target: str, **detail: object) -> No
     auditor.record(action, actor, target=target, detail=detail or None)
 
 
-def _fail(message: str) -> None:
-    click.echo(f"dockyard: {message}", err=True)
-    sys.exit(1)
-
-
 @click.group()
 def repo() -> None:
     """Delete repositories and set tag immutability."""
@@ -87,7 +81,7 @@ def repo_delete(
     try:
         anyio.run(registry.delete_repository, name)
     except RegistryError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     _audit(registry, "repository.delete", name)
     click.echo(f"deleted repository {name}")
 
@@ -119,7 +113,7 @@ def repo_immutability(
     try:
         check_name(name)
     except RegistryError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     rule = TagRule(setting == "immutable", exclusions)
     anyio.run(_store(registry).set_tag_rule, name, rule)
     _audit(registry, "immutability.set", name, setting=setting, exclude=exclusions)
@@ -143,9 +137,9 @@ def quota(
     try:
         check_name(namespace)
     except RegistryError as exc:
-        _fail(exc.message)
+        fail(exc.message)
     if "/" in namespace:
-        _fail(f"{namespace} is not a namespace; quotas cover a whole namespace")
+        fail(f"{namespace} is not a namespace; quotas cover a whole namespace")
     size = None if limit.lower() == "none" else parse_size(limit)
     anyio.run(_store(registry).set_quota, namespace, size)
     _audit(registry, "quota.set", namespace, bytes=size)

@@ -12,11 +12,11 @@ import ssl
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from dockyard.cli.options import config_options, load
+from dockyard.cli.options import config_options, fail, load
 from dockyard.config import Config
 from dockyard.logs import configure_logging
 
@@ -72,7 +72,6 @@ def serve(
     _stop_on_signals()
     _check_address_free(config)
     _check_tls(config)
-    clean = False
     try:
         _prepare_storage(config)
         _explain_rate_limits(config)
@@ -83,15 +82,13 @@ def serve(
             config.storage_path,
         )
         _run_server(config)
-        clean = True
     except SystemExit as exc:
         # Also when the server exits after a signal to all its processes at
         # once, as service managers send. A start that failed has said why.
-        clean = not exc.code
-        raise
-    finally:
-        if clean:
+        if not exc.code:
             logger.info("stopped")
+        raise
+    logger.info("stopped")
 
 
 def _stop_on_signals() -> None:
@@ -114,7 +111,7 @@ def _check_tls(config: Config) -> None:
         try:
             path.read_bytes()
         except OSError as exc:
-            _fail(f"cannot read {name} {path}: {exc.strerror}")
+            fail(f"cannot read {name} {path}: {exc.strerror}", status=2)
 
     try:
         # An empty password, so that an encrypted key fails here instead of
@@ -122,12 +119,10 @@ def _check_tls(config: Config) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key, password=b"")
     except ssl.SSLError as exc:
-        _fail(f"tls.cert and tls.key are not a PEM certificate and its key: {exc}")
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"dockyard: {message}", err=True)
-    sys.exit(2)
+        fail(
+            f"tls.cert and tls.key are not a PEM certificate and its key: {exc}",
+            status=2,
+        )
 
 
 def _prepare_storage(config: Config) -> None:
@@ -162,10 +157,7 @@ def _prepare_storage_here(config: Config) -> None:
     except OSError as exc:
         # mkdir's "File exists" for a file in the way reads as if all were well.
         why = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
-        click.echo(
-            f"dockyard: cannot create data directory {exc.filename}: {why}", err=True
-        )
-        sys.exit(2)
+        fail(f"cannot create data directory {exc.filename}: {why}", status=2)
 
     engine = create_db_engine(config.resolved_database_url)
     upgrade(engine)
@@ -186,10 +178,7 @@ def _check_address_free(config: Config) -> None:
         try:
             probe.bind((config.host, config.port))
         except OSError as exc:
-            click.echo(
-                f"dockyard: cannot listen on {config.listen}: {exc.strerror}", err=True
-            )
-            sys.exit(2)
+            fail(f"cannot listen on {config.listen}: {exc.strerror}", status=2)
 
 
 def _explain_rate_limits(config: Config) -> None:
@@ -245,8 +234,7 @@ def _prepare_auth(config: Config, engine: Engine) -> None:
     try:
         load_or_create_key(config.signing_key_path, config.auth.algorithm)
     except (OSError, ValueError) as exc:
-        click.echo(f"dockyard: cannot use the token signing key: {exc}", err=True)
-        sys.exit(2)
+        fail(f"cannot use the token signing key: {exc}", status=2)
     logger.info(
         "authentication is on; tokens are signed with %s", config.auth.algorithm
     )
